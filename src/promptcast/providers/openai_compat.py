@@ -1,0 +1,202 @@
+"""Any OpenAI-compatible chat completions API over HTTP: DashScope, OpenAI, vLLM, Ollama, ..."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from ..errors import SSEProtocolError, UpstreamError
+from ..models import ModelSpec
+from ..redact import Redactor, safe_url
+from ..sse import Decoder
+from .base import ChatChunk, ChatRequest
+
+_ERROR_BODY_LIMIT = 16 * 1024
+
+
+class OpenAICompatProvider:
+    """Streams `POST {base_url}/chat/completions` and yields its chunks untouched."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        client: httpx.AsyncClient,
+        *,
+        redactor: Redactor,
+        max_event_bytes: int,
+    ) -> None:
+        assert spec.base_url is not None
+        self.spec = spec
+        self._client = client
+        self._url = f"{spec.base_url}/chat/completions"
+        self._where = safe_url(spec.base_url)
+        self._redact = redactor
+        self._max_event_bytes = max_event_bytes
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.spec.upstream_model,
+            "messages": [m.as_dict() for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        max_tokens = request.max_tokens or self.spec.max_tokens
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return body
+
+    async def stream_chat(self, request: ChatRequest) -> _OpenAIStream:
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        if self.spec.api_key:
+            headers["Authorization"] = f"Bearer {self.spec.api_key}"
+        if request.request_id:
+            headers["X-Request-ID"] = request.request_id
+        upstream = self._client.build_request(
+            "POST", self._url, content=orjson.dumps(self._body(request)),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        try:
+            response = await self._client.send(upstream, stream=True)
+        except httpx.TimeoutException:
+            raise UpstreamError(
+                f"the upstream of model {self.spec.name!r} ({self._where}) did not answer in time",
+                code="upstream_timeout", upstream_status=504,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"cannot reach the upstream of model {self.spec.name!r} ({self._where}): "
+                f"{self._redact(type(exc).__name__)}",
+                code="upstream_unreachable",
+            ) from None
+        try:
+            await self._check(response)
+        except BaseException:
+            await response.aclose()
+            raise
+        return _OpenAIStream(self.spec.name, response, self._redact, self._max_event_bytes)
+
+    async def _check(self, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            detail = await _error_detail(response)
+            headers = {}
+            if response.status_code == 429 and "retry-after" in response.headers:
+                headers["Retry-After"] = response.headers["retry-after"]
+            raise UpstreamError(
+                self._redact(
+                    f"the upstream of model {self.spec.name!r} answered "
+                    f"{response.status_code}{': ' + detail if detail else ''}"
+                ),
+                upstream_status=response.status_code,
+                headers=headers,
+            )
+        ctype = response.headers.get("content-type", "")
+        if not ctype.startswith("text/event-stream"):
+            raise UpstreamError(
+                f"the upstream of model {self.spec.name!r} answered 200 with "
+                f"{ctype or 'no content type'} instead of an event stream",
+                code="bad_upstream_stream",
+            )
+
+    async def aclose(self) -> None:
+        """The HTTP client is shared and closed by its owner."""
+
+
+async def _error_detail(response: httpx.Response) -> str:
+    body = b""
+    try:
+        async for part in response.aiter_bytes():
+            body += part
+            if len(body) > _ERROR_BODY_LIMIT:
+                break
+    except httpx.HTTPError:
+        pass
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:500]
+        if isinstance(error, str):
+            return error[:500]
+    return ""
+
+
+class _OpenAIStream:
+    def __init__(
+        self, model: str, response: httpx.Response, redact: Redactor, max_event_bytes: int
+    ) -> None:
+        self._model = model
+        self._response = response
+        self._redact = redact
+        self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes)
+
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[ChatChunk]:
+        finished = False
+        try:
+            async for raw in self._response.aiter_bytes():
+                for event in self._decoder.feed(raw):
+                    if event.data == "[DONE]":
+                        return
+                    chunk = self._parse(event.event, event.data)
+                    finished = finished or chunk.finish_reason is not None
+                    yield chunk
+        except httpx.HTTPError:
+            raise UpstreamError(
+                f"the upstream of model {self._model!r} dropped the connection mid-stream",
+                code="upstream_closed",
+            ) from None
+        self._decoder.close()
+        if not finished:
+            raise UpstreamError(
+                f"the upstream of model {self._model!r} ended the stream before it was complete",
+                code="upstream_closed",
+            )
+
+    def _parse(self, kind: str, data: str) -> ChatChunk:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise SSEProtocolError(
+                f"the upstream of model {self._model!r} sent data that is not JSON"
+            ) from None
+        if not isinstance(body, dict):
+            raise SSEProtocolError(f"the upstream of model {self._model!r} sent a non-object chunk")
+        if kind == "error" or "error" in body:
+            error = body.get("error", body)
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(
+                self._redact(f"the upstream of model {self._model!r} failed: {message}")
+            )
+        content = ""
+        finish = None
+        choices = body.get("choices")
+        if choices and isinstance(choices, list) and isinstance(choices[0], dict):
+            delta = choices[0].get("delta") or {}
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                content = delta["content"]
+            finish = choices[0].get("finish_reason")
+        usage = body.get("usage")
+        return ChatChunk(
+            data=data,
+            content=content,
+            finish_reason=finish if isinstance(finish, str) and finish else None,
+            usage=usage if isinstance(usage, dict) else None,
+        )
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+

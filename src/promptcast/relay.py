@@ -1,0 +1,210 @@
+"""One stream's life: relay events, keep the connection alive, enforce limits, end exactly once.
+
+    run() ── the main task pumps events: upstream ──▶ frame ──▶ write()
+      ├── ticker task: heartbeat after `heartbeat_interval` of silence;
+      │                at a first-token / idle / total deadline it records a
+      │                timeout and cancels the main task
+      └── watch task:  the client disconnected ─▶ records it, cancels the main task
+
+The main task always closes the upstream (`events.aclose()`), then writes the
+one terminal frame: the upstream's own `[DONE]`/error/timeout, or ours for a
+timeout or an error raised mid-stream; none when the client is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from . import sse
+from .errors import PromptcastError, StreamTimeout, UpstreamError, error_payload
+from .source import EventStream
+
+log = logging.getLogger("promptcast.relay")
+
+Write = Callable[[bytes], Awaitable[None]]
+
+HEARTBEAT = sse.comment("keep-alive")
+_TERMINAL_TYPES = ("error", "timeout")
+# A terminal frame is small; a client that cannot take it in this long is gone.
+_TERMINAL_WRITE_TIMEOUT = 5.0
+
+
+class Outcome(enum.StrEnum):
+    DONE = "done"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    first_token_timeout: float
+    idle_timeout: float
+    total_timeout: float
+    heartbeat_interval: float
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """What one structured log line says about a finished stream."""
+
+    stream_id: str
+    started: float = field(default_factory=time.monotonic)
+    first_event_after: float | None = None
+    duration: float = 0.0
+    chunks: int = 0
+    outcome: Outcome = Outcome.CANCELLED
+    error_code: str | None = None
+
+
+def error_frame(exc: PromptcastError, event_id: str | None = None) -> bytes:
+    """The terminal `event: error` / `event: timeout` frame for `exc`."""
+    return sse.encode(
+        orjson.dumps(error_payload(exc)).decode(), event=exc.sse_event, id=event_id
+    )
+
+
+class Relay:
+    """Relays one event stream to one writer; `run()` returns when the stream has ended."""
+
+    def __init__(self, events: EventStream, limits: Limits, stream_id: str) -> None:
+        self._events = events
+        self._limits = limits
+        self.stats = StreamStats(stream_id)
+        self._id_prefix = f"id: {stream_id}.".encode()
+        self._stream_id = stream_id
+        self._seq = 0
+        self._reason: PromptcastError | None = None
+        self._client_gone = False
+        self._finished = False
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._start = now
+        self._last_event: float | None = None
+        self._last_write = now
+
+    def _frame(self, event: sse.Event) -> bytes:
+        self._seq += 1
+        data = event.data
+        if event.event == "message" and "\n" not in data and "\r" not in data:
+            # The hot path: one JSON line, framed with one bytes format.
+            return b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, data.encode())
+        return sse.encode(data, event=event.event, id=f"{self._stream_id}.{self._seq}")
+
+    async def run(self, write: Write, disconnected: Callable[[], Awaitable[None]]) -> StreamStats:
+        """Pump events to `write` until a terminal frame, a limit, or `disconnected()` returns."""
+        main = asyncio.current_task()
+        assert main is not None
+        ticker = self._loop.create_task(self._tick(write, main))
+        watch = self._loop.create_task(self._watch(disconnected, main))
+        terminal: bytes | None = None
+        try:
+            terminal = await self._pump(write)
+        except asyncio.CancelledError:
+            if self._reason is None and not self._client_gone:
+                raise  # the server itself is shutting this task down
+            main.uncancel()
+        except PromptcastError as exc:
+            self._reason = exc
+        except OSError:
+            self._client_gone = True
+        except Exception as exc:
+            log.exception("stream %s failed", self._stream_id)
+            self._reason = UpstreamError(f"internal error: {type(exc).__name__}",
+                                         code="internal_error")
+        finally:
+            self._finished = True
+            ticker.cancel()
+            watch.cancel()
+            with contextlib.suppress(Exception):
+                await self._events.aclose()
+        stats = self.stats
+        if self._client_gone:
+            stats.outcome = Outcome.CANCELLED
+        elif self._reason is not None:
+            stats.outcome = (Outcome.TIMEOUT if isinstance(self._reason, StreamTimeout)
+                             else Outcome.ERROR)
+            stats.error_code = self._reason.error_code
+            self._seq += 1
+            terminal = error_frame(self._reason, f"{self._stream_id}.{self._seq}")
+        if terminal is not None and not self._client_gone:
+            try:
+                async with asyncio.timeout(_TERMINAL_WRITE_TIMEOUT):
+                    await write(terminal)
+            except (OSError, TimeoutError):
+                stats.outcome = Outcome.CANCELLED
+        stats.duration = time.monotonic() - stats.started
+        return stats
+
+    async def _pump(self, write: Write) -> bytes | None:
+        """Write events until the terminal one, which is returned unwritten."""
+        stats = self.stats
+        async for event in self._events:
+            now = self._loop.time()
+            if self._last_event is None:
+                stats.first_event_after = now - self._start
+            self._last_event = now
+            if event.event in _TERMINAL_TYPES:
+                stats.outcome = Outcome.TIMEOUT if event.event == "timeout" else Outcome.ERROR
+                with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                    stats.error_code = orjson.loads(event.data).get("code")
+                return self._frame(event)
+            if event.data == "[DONE]" and event.event == "message":
+                stats.outcome = Outcome.DONE
+                return self._frame(event)
+            await write(self._frame(event))
+            self._last_write = self._loop.time()
+            stats.chunks += 1
+        raise UpstreamError("the upstream ended the stream before it was complete",
+                            code="upstream_closed")
+
+    def _stop(self, main: asyncio.Task[object], reason: PromptcastError | None) -> None:
+        if self._finished:
+            return
+        if reason is None:
+            self._client_gone = True
+        else:
+            self._reason = reason
+        main.cancel()
+
+    async def _tick(self, write: Write, main: asyncio.Task[object]) -> None:
+        limits = self._limits
+        total_deadline = self._start + limits.total_timeout
+        while True:
+            now = self._loop.time()
+            if self._last_event is None:
+                read_deadline = self._start + limits.first_token_timeout
+                what = f"no first token within {limits.first_token_timeout:g} s"
+            else:
+                read_deadline = self._last_event + limits.idle_timeout
+                what = f"no data from the model for {limits.idle_timeout:g} s"
+            if total_deadline <= read_deadline:
+                read_deadline = total_deadline
+                what = f"the stream reached its {limits.total_timeout:g} s limit"
+            if now >= read_deadline:
+                self._stop(main, StreamTimeout(what))
+                return
+            heartbeat_at = self._last_write + limits.heartbeat_interval
+            if now >= heartbeat_at:
+                self._last_write = now
+                try:
+                    await write(HEARTBEAT)
+                except OSError:
+                    self._stop(main, None)
+                    return
+                continue
+            await asyncio.sleep(min(read_deadline, heartbeat_at) - now)
+
+    async def _watch(
+        self, disconnected: Callable[[], Awaitable[None]], main: asyncio.Task[object]
+    ) -> None:
+        await disconnected()
+        self._stop(main, None)

@@ -1,0 +1,200 @@
+"""Request bodies: parsed from JSON, validated with errors that name the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import InvalidField, InvalidJSON
+from .prompts import MODE_ALIASES, Mode
+from .providers.base import ChatRequest, Message
+
+_MODE_CHOICES = ", ".join(repr(k) for k in MODE_ALIASES)
+_ROLES = ("system", "user", "assistant", "developer", "tool")
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object body, or raise a 400 that says what is wrong."""
+    if not body.strip():
+        raise InvalidJSON("the request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidJSON(f"the request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizeRequest:
+    prompt: str
+    mode: Mode
+    model: str
+    opening: str | None = None
+    target_chars: int | None = None
+    stream: bool = True
+    resumable: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The body to forward to an upstream model service."""
+        body: dict[str, Any] = {"prompt": self.prompt, "type": self.mode.value,
+                                "model": self.model, "stream": self.stream}
+        if self.opening is not None:
+            body["opening"] = self.opening
+        if self.target_chars is not None:
+            body["target_chars"] = self.target_chars
+        return body
+
+
+def _optional_str(data: dict[str, Any], name: str, limit: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidField(f"`{name}` must be a string or null", field=name)
+    if len(value) > limit:
+        raise InvalidField(
+            f"`{name}` is {len(value)} characters; the limit is {limit}", field=name
+        )
+    return value or None
+
+
+def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidField(f"`{name}` must be true or false", field=name)
+    return value
+
+
+def parse_optimize(
+    data: dict[str, Any], *, default_model: str, max_prompt_chars: int, max_opening_chars: int
+) -> OptimizeRequest:
+    """Validate an /optimize-stream or /prompt/optimize-prompt body and fill defaults."""
+    prompt = data.get("prompt")
+    if prompt is None:
+        raise InvalidField("`prompt` is required: the text to rewrite", field="prompt")
+    if not isinstance(prompt, str):
+        raise InvalidField("`prompt` must be a string", field="prompt")
+    if not prompt.strip():
+        raise InvalidField("`prompt` is empty: give the text to rewrite", field="prompt")
+    if len(prompt) > max_prompt_chars:
+        raise InvalidField(
+            f"`prompt` is {len(prompt)} characters; the limit is {max_prompt_chars}",
+            field="prompt",
+        )
+    raw_type = data.get("type", "optimize")
+    mode = MODE_ALIASES.get(raw_type) if isinstance(raw_type, str) else None
+    if mode is None:
+        raise InvalidField(
+            f"`type` must be one of {_MODE_CHOICES}, not {raw_type!r}", field="type"
+        )
+    model = data.get("model")
+    if model is None or model == "":
+        model = default_model
+    elif not isinstance(model, str):
+        raise InvalidField("`model` must be a string", field="model")
+    target = data.get("target_chars")
+    if target is not None:
+        if mode is Mode.OPTIMIZE:
+            raise InvalidField(
+                "`target_chars` applies to type 'expand' or 'shorten' only", field="target_chars"
+            )
+        if not isinstance(target, int) or isinstance(target, bool) or not 1 <= target <= 100_000:
+            raise InvalidField(
+                "`target_chars` must be an integer from 1 to 100000", field="target_chars"
+            )
+    return OptimizeRequest(
+        prompt=prompt,
+        mode=mode,
+        model=model,
+        opening=_optional_str(data, "opening", max_opening_chars),
+        target_chars=target,
+        stream=_bool(data, "stream", True),
+        resumable=_bool(data, "resumable", False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletionBody:
+    request: ChatRequest
+    stream: bool
+    include_usage: bool
+
+
+def _content_text(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise InvalidField(
+                    f"`messages[{index}].content` parts must be {{\"type\": \"text\"}} parts",
+                    field=f"messages[{index}].content",
+                )
+            texts.append(str(part.get("text", "")))
+        return "".join(texts)
+    raise InvalidField(
+        f"`messages[{index}].content` must be a string or a list of text parts",
+        field=f"messages[{index}].content",
+    )
+
+
+def _number(data: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidField(f"`{name}` must be a number from {low:g} to {high:g}", field=name)
+    return float(value)
+
+
+def parse_chat(data: dict[str, Any], *, default_model: str) -> ChatCompletionBody:
+    """Validate an OpenAI chat completions body."""
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidField("`messages` must be a non-empty list", field="messages")
+    parsed = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidField(f"`messages[{i}]` must be an object", field=f"messages[{i}]")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise InvalidField(
+                f"`messages[{i}].role` must be one of {', '.join(_ROLES)}",
+                field=f"messages[{i}].role",
+            )
+        parsed.append(Message(role, _content_text(message.get("content"), i)))
+    model = data.get("model") or default_model
+    if not isinstance(model, str):
+        raise InvalidField("`model` must be a string", field="model")
+    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0
+    ):
+        raise InvalidField("`max_tokens` must be a positive integer", field="max_tokens")
+    stop = data.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (
+        not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)
+    ):
+        raise InvalidField("`stop` must be a string or a list of strings", field="stop")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise InvalidField("`stream_options` must be an object", field="stream_options")
+    return ChatCompletionBody(
+        request=ChatRequest(
+            model=model,
+            messages=tuple(parsed),
+            max_tokens=max_tokens,
+            temperature=_number(data, "temperature", 0, 2),
+            top_p=_number(data, "top_p", 0, 1),
+            stop=tuple(stop or ()),
+        ),
+        stream=_bool(data, "stream", False),
+        include_usage=bool(options.get("include_usage", False)),
+    )

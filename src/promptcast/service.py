@@ -1,0 +1,91 @@
+"""The model service: modes become chat messages, names become providers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from .errors import UpstreamError
+from .models import ModelTable
+from .prompts import build_messages
+from .providers import ChatRequest, ChunkStream, ProviderRegistry
+from .schemas import OptimizeRequest
+
+# Worth trying the next model for: the upstream is down, slow or rate-limited,
+# not a request the next one would refuse as well.
+_RETRIABLE = {"upstream_unreachable", "upstream_timeout", "upstream_rate_limited",
+              "upstream_unavailable", "upstream_error"}
+
+
+class ModelService:
+    """Opens chunk streams for optimize requests and raw chat requests."""
+
+    def __init__(self, models: ModelTable, providers: ProviderRegistry) -> None:
+        self.models = models
+        self.providers = providers
+
+    def chat_request(self, request: OptimizeRequest, request_id: str | None = None) -> ChatRequest:
+        """The chat request that rewrites `request.prompt` in its mode."""
+        messages = build_messages(
+            request.prompt, request.mode,
+            opening=request.opening, target_chars=request.target_chars,
+        )
+        return ChatRequest(model=request.model, messages=messages, request_id=request_id)
+
+    async def optimize(
+        self, request: OptimizeRequest, request_id: str | None = None
+    ) -> ChunkStream:
+        """Start rewriting `request.prompt`; raises before the first chunk if it cannot."""
+        return await self.chat(self.chat_request(request, request_id))
+
+    async def chat(self, request: ChatRequest) -> ChunkStream:
+        """Open a stream on the named model, or on its fallbacks if the upstream fails first."""
+        spec = self.models.get(request.model)
+        candidates = [spec, *(self.models.get(name) for name in spec.fallbacks)]
+        last: UpstreamError | None = None
+        for candidate in candidates:
+            try:
+                return await self.providers.get(candidate).stream_chat(
+                    replace(request, model=candidate.name)
+                )
+            except UpstreamError as exc:
+                if exc.error_code not in _RETRIABLE:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+
+async def collect(stream: ChunkStream, model: str) -> dict[str, Any]:
+    """Drain `stream` into one `chat.completion` object (for `stream: false`)."""
+    parts: list[str] = []
+    finish: str | None = None
+    usage: dict[str, Any] | None = None
+    completion_id = ""
+    created = int(time.time())
+    try:
+        async for chunk in stream:
+            if not completion_id:
+                head = orjson.loads(chunk.data)
+                completion_id = str(head.get("id", ""))
+                created = int(head.get("created", created))
+            parts.append(chunk.content)
+            finish = chunk.finish_reason or finish
+            usage = chunk.usage or usage
+    finally:
+        await stream.aclose()
+    return {
+        "id": completion_id or "chatcmpl-promptcast",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": "".join(parts)},
+            "finish_reason": finish or "stop",
+        }],
+        "usage": usage,
+    }

@@ -1,0 +1,171 @@
+"""Where a gateway's events come from: the model service in-process, or one over HTTP.
+
+Both yield `sse.Event`s ending with `data: [DONE]` (or an upstream's own
+`event: error`/`event: timeout` frame), and both raise a `PromptcastError`
+from `open()` for anything known before the first byte, so the client sees
+the same bytes whichever is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import httpx
+import orjson
+
+from .errors import PromptcastError, UpstreamError
+from .providers import ChunkStream
+from .redact import safe_url
+from .schemas import OptimizeRequest
+from .service import ModelService
+from .sse import Decoder, Event
+
+DONE = Event(data="[DONE]")
+
+
+class EventStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Source(Protocol):
+    async def open(self, request: OptimizeRequest, request_id: str | None) -> EventStream: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ChunkEvents:
+    """A provider's chunk stream as SSE events, with `[DONE]` once it completed."""
+
+    def __init__(self, chunks: ChunkStream, *, include_usage: bool = True) -> None:
+        self._chunks = chunks
+        self._include_usage = include_usage
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        async for chunk in self._chunks:
+            if chunk.usage is not None and not self._include_usage and not (
+                chunk.content or chunk.finish_reason
+            ):
+                continue
+            yield Event(data=chunk.data)
+        yield DONE
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+
+class InProcessSource:
+    """The model service in this process."""
+
+    def __init__(self, service: ModelService) -> None:
+        self._service = service
+
+    async def open(self, request: OptimizeRequest, request_id: str | None) -> EventStream:
+        return ChunkEvents(await self._service.optimize(request, request_id))
+
+    async def aclose(self) -> None:
+        """Nothing of its own to close: the service belongs to the app."""
+
+
+class HttpSource:
+    """Another promptcast's (or a look-alike's) `POST /prompt/optimize-prompt`."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, *, max_event_bytes: int) -> None:
+        self._client = client
+        self._url = f"{base_url.rstrip('/')}/prompt/optimize-prompt"
+        self._where = safe_url(base_url)
+        self._max_event_bytes = max_event_bytes
+
+    async def open(self, request: OptimizeRequest, request_id: str | None) -> EventStream:
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity",
+                   "Content-Type": "application/json"}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        upstream = self._client.build_request(
+            "POST", self._url, content=orjson.dumps(request.as_json()), headers=headers
+        )
+        try:
+            response = await self._client.send(upstream, stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"cannot reach the model service at {self._where}: {type(exc).__name__}",
+                code="upstream_unreachable",
+            ) from None
+        try:
+            if response.status_code != 200:
+                raise await _remote_error(response, self._where)
+            ctype = response.headers.get("content-type", "")
+            if not ctype.startswith("text/event-stream"):
+                raise UpstreamError(
+                    f"the model service at {self._where} answered 200 with "
+                    f"{ctype or 'no content type'} instead of an event stream",
+                    code="bad_upstream_stream",
+                )
+        except BaseException:
+            await response.aclose()
+            raise
+        return _HttpEvents(response, self._where, self._max_event_bytes)
+
+    async def aclose(self) -> None:
+        """The HTTP client is shared and closed by its owner."""
+
+
+class RemoteError(PromptcastError):
+    """An error another promptcast reported: its status, code and field, passed on."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None,
+                 headers: dict[str, str]) -> None:
+        super().__init__(message, field=field, headers=headers)
+        self._status = status
+        self._code = code
+
+    @property
+    def error_code(self) -> str:
+        return self._code
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+
+async def _remote_error(response: httpx.Response, where: str) -> PromptcastError:
+    body = await response.aread()
+    headers = {k: response.headers[k] for k in ("retry-after",) if k in response.headers}
+    try:
+        error = orjson.loads(body)["error"]
+        return RemoteError(response.status_code, str(error["code"]), str(error["message"]),
+                           error.get("field"), headers)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return UpstreamError(
+            f"the model service at {where} answered {response.status_code}",
+            upstream_status=response.status_code, headers=headers,
+        )
+
+
+class _HttpEvents:
+    def __init__(self, response: httpx.Response, where: str, max_event_bytes: int) -> None:
+        self._response = response
+        self._where = where
+        self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        try:
+            async for raw in self._response.aiter_bytes():
+                for event in self._decoder.feed(raw):
+                    yield event
+        except httpx.HTTPError:
+            raise UpstreamError(
+                f"the model service at {self._where} dropped the connection mid-stream",
+                code="upstream_closed",
+            ) from None
+
+    async def aclose(self) -> None:
+        await self._response.aclose()

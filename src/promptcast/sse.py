@@ -1,0 +1,236 @@
+"""Server-sent events: an incremental decoder (WHATWG HTML §9.2.6) and an encoder.
+
+Pure: no I/O. The decoder works on bytes and decodes UTF-8 once per complete
+line (never per chunk), so a character split across reads is always joined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promptcast.errors import SSEProtocolError
+
+__all__ = ["Decoder", "Event", "comment", "encode"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One dispatched event."""
+
+    data: str
+    event: str = "message"
+    id: str = ""
+
+
+class Decoder:
+    """Incremental event-stream decoder: `feed` bytes as they arrive, then `close`.
+
+    Lines end at CR, LF or CRLF only. A line without its end that grows past
+    `max_line_bytes`, or an event whose data grows past `max_event_bytes`,
+    raises `SSEProtocolError`; after that the decoder keeps raising it.
+    """
+
+    __slots__ = (
+        "_bom_head",
+        "_data",
+        "_data_len",
+        "_error",
+        "_event",
+        "_id",
+        "_last_event_id",
+        "_max_event",
+        "_max_line",
+        "_partial",
+        "_retry",
+        "_skip_lf",
+    )
+
+    def __init__(self, *, max_line_bytes: int = 1 << 20, max_event_bytes: int = 1 << 20) -> None:
+        self._max_line = max_line_bytes
+        self._max_event = max_event_bytes
+        self._last_event_id = ""
+        self._retry: int | None = None
+        self._error: SSEProtocolError | None = None
+        self._reset_stream()
+
+    def _reset_stream(self) -> None:
+        # None once the stream start is past; until then, the bytes seen so far
+        # (a strict prefix of the BOM, which may arrive split across reads).
+        self._bom_head: bytes | None = b""
+        # A read ended in CR: an LF opening the next read belongs to that line end.
+        self._skip_lf = False
+        self._partial = bytearray()  # the current line, still without its end
+        self._data: list[bytes] = []  # data values; decoded once, at dispatch
+        self._data_len = 0
+        self._event = b""
+        # The last-event-id buffer; ids are few, so it is kept decoded.
+        self._id = self._last_event_id
+
+    @property
+    def last_event_id(self) -> str:
+        """The id as of the last blank line: what to send as `Last-Event-ID`."""
+        return self._last_event_id
+
+    @property
+    def retry(self) -> int | None:
+        """The last valid `retry:` value in milliseconds, or None."""
+        return self._retry
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Decode the next bytes of the stream; return the events they complete."""
+        if self._error is not None:
+            raise self._error
+        if not chunk:
+            return []
+        if self._bom_head is not None:
+            head = self._bom_head + chunk
+            if len(head) < 3 and _BOM.startswith(head):
+                self._bom_head = head
+                return []
+            self._bom_head = None
+            chunk = head[3:] if head.startswith(_BOM) else head
+            if not chunk:
+                return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[0] == 0x0A:
+                chunk = chunk[1:]
+                if not chunk:
+                    return []
+        if 0x0D in chunk:
+            # A CR ends its line at once (no waiting for the next read to see
+            # whether an LF follows), so normalise CRLF and CR to LF here.
+            self._skip_lf = chunk[-1] == 0x0D
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = chunk.rfind(b"\n")
+        partial = self._partial
+        if end < 0:
+            # Only the new bytes are scanned, so a long line fed in small
+            # pieces costs linear time.
+            partial += chunk
+            if len(partial) > self._max_line:
+                self._fail_line(len(partial))
+            return []
+        if partial:
+            partial += memoryview(chunk)[:end]
+            block = bytes(partial)
+            partial.clear()
+        else:
+            block = chunk[:end]
+        if end + 1 < len(chunk):
+            partial += memoryview(chunk)[end + 1 :]
+            if len(partial) > self._max_line:
+                self._fail_line(len(partial))
+        try:
+            return self._lines(block)
+        except SSEProtocolError as exc:
+            self._error = exc
+            raise
+
+    def close(self) -> list[Event]:
+        """End of stream: discard an unterminated event and get ready for a new stream.
+
+        `last_event_id` and `retry` are kept, as a reconnect needs them.
+        """
+        if self._error is not None:
+            raise self._error
+        self._reset_stream()
+        return []
+
+    def _fail_line(self, size: int) -> None:
+        self._error = SSEProtocolError(
+            f"SSE line longer than max_line_bytes={self._max_line} "
+            f"({size} bytes without a line end)"
+        )
+        raise self._error
+
+    def _lines(self, block: bytes) -> list[Event]:
+        """Process complete lines (`block` holds them, joined by LF)."""
+        events: list[Event] = []
+        check_len = len(block) > self._max_line
+        data = self._data
+        for line in block.split(b"\n"):
+            if not line:
+                # Blank line: dispatch. The id is committed even with no data.
+                self._last_event_id = self._id
+                if data:
+                    events.append(
+                        Event(
+                            b"\n".join(data).decode("utf-8", "replace"),
+                            self._event.decode("utf-8", "replace") if self._event else "message",
+                            self._id,
+                        )
+                    )
+                    data.clear()
+                    self._data_len = 0
+                self._event = b""
+                continue
+            if check_len and len(line) > self._max_line:
+                raise SSEProtocolError(
+                    f"SSE line longer than max_line_bytes={self._max_line} ({len(line)} bytes)"
+                )
+            # The common case first: `data: ` with its one space.
+            if line.startswith(b"data: "):
+                value = line[6:]
+                name = b"data"
+            else:
+                name, colon, value = line.partition(b":")
+                if colon:
+                    if not name:
+                        continue  # comment
+                    if value.startswith(b" "):
+                        value = value[1:]
+            if name == b"data":
+                self._data_len += len(value) + 1
+                if self._data_len > self._max_event:
+                    raise SSEProtocolError(
+                        f"SSE event data longer than max_event_bytes={self._max_event}"
+                    )
+                data.append(value)
+            elif name == b"event":
+                self._event = value
+            elif name == b"id":
+                if 0 not in value:
+                    self._id = value.decode("utf-8", "replace")
+            # bytes.isdigit() is ASCII-only and False for b"".
+            elif name == b"retry" and value.isdigit():
+                self._retry = int(value)
+        return events
+
+
+def _field_value(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"SSE {name} must not contain CR or LF: {value!r}")
+    return value
+
+
+def encode(
+    data: str,
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    retry: int | None = None,
+) -> bytes:
+    """One event frame: fields id, event, retry, then one `data:` line per line of `data`."""
+    head = ""
+    if id is not None:
+        if "\0" in id:
+            raise ValueError(f"SSE id must not contain NUL: {id!r}")
+        head += f"id: {_field_value('id', id)}\n"
+    if event is not None:
+        head += f"event: {_field_value('event', event)}\n"
+    if retry is not None:
+        if retry < 0:
+            raise ValueError(f"SSE retry must be >= 0: {retry}")
+        head += f"retry: {int(retry)}\n"
+    if "\r" in data or "\n" in data:
+        data = data.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\ndata: ")
+    return f"{head}data: {data}\n\n".encode()
+
+
+def comment(text: str = "keep-alive") -> bytes:
+    """A comment frame (a heartbeat); each line of `text` becomes one comment line."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\n: ")
+    return f": {text}\n\n".encode()

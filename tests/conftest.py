@@ -1,0 +1,177 @@
+"""Fixtures: real servers on free loopback ports, started and stopped by the tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from promptcast.api import create_app
+from promptcast.settings import Settings
+
+from .upstream_double import UpstreamDouble
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamDouble]:
+    """A scripted OpenAI-compatible server on a free loopback port."""
+    double = UpstreamDouble().start()
+    yield double
+    double.stop()
+
+
+def models_file(tmp_path: Path, upstream: UpstreamDouble, **extra: dict[str, Any]) -> Path:
+    """A models TOML with `scripted` (no key) and `keyed` (key in SCRIPTED_KEY) on the double."""
+    path = tmp_path / "models.toml"
+    text = (
+        '[models."scripted"]\nprovider = "openai"\n'
+        f'base_url = "{upstream.base_url}"\nmodel = "scripted-upstream"\n\n'
+        '[models."keyed"]\nprovider = "openai"\n'
+        f'base_url = "{upstream.base_url}"\napi_key_env = "SCRIPTED_KEY"\n'
+    )
+    for name, entry in extra.items():
+        text += f'\n[models."{name}"]\n'
+        for key, value in entry.items():
+            text += f"{key} = {value!r}\n".replace("'", '"')
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def free_port() -> int:
+    with free_socket() as sock:
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    url: str
+    settings: Settings
+    _server: uvicorn.Server
+    _thread: threading.Thread
+    app: Any = field(default=None)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+def start_server(settings: Settings) -> RunningServer:
+    """promptcast under uvicorn (uvloop + httptools, as `promptcast serve`) in a thread."""
+    sock = free_socket()
+    app = create_app(settings)
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning",
+                            timeout_graceful_shutdown=2, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                              name="promptcast-server")
+    thread.start()
+    port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    deadline = 200
+    while not server.started and deadline and thread.is_alive():
+        threading.Event().wait(0.05)
+        deadline -= 1
+    if not server.started:
+        raise RuntimeError("promptcast did not start")
+    return RunningServer(url, settings, server, thread, app)
+
+
+@pytest.fixture
+def serve(tmp_path: Path, upstream: UpstreamDouble) -> Iterator[Callable[..., RunningServer]]:
+    """Start promptcast with the double's models and any setting overridden."""
+    servers: list[RunningServer] = []
+
+    def _serve(environ: dict[str, str] | None = None, **overrides: Any) -> RunningServer:
+        env = {"PROMPTCAST_MODELS_FILE": str(models_file(tmp_path, upstream)),
+               "PROMPTCAST_DEFAULT_MODEL": "scripted", **(environ or {})}
+        server = start_server(Settings.from_env(env, **overrides))
+        servers.append(server)
+        return server
+
+    yield _serve
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(serve: Callable[..., RunningServer]) -> RunningServer:
+    """promptcast with default limits, its default model on the double."""
+    return serve()
+
+
+@dataclass
+class Process:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path, port: int) -> Process:
+    """`python -m promptcast serve ...` as its own process; waits until it answers."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTCAST_")}
+    full_env.update(env)
+    handle = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptcast", "serve", "--port", str(port), *args],
+        env=full_env, stdout=handle, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"promptcast exited: {log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Process(url, proc, log)
+        except httpx.HTTPError:
+            pass
+        threading.Event().wait(0.05)
+    proc.kill()
+    raise RuntimeError(f"promptcast did not start: {log.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def processes() -> Iterator[Callable[..., Process]]:
+    """Start real promptcast processes; all are stopped at the end of the test."""
+    started: list[Process] = []
+
+    def _start(args: list[str], env: dict[str, str], log: Path) -> Process:
+        process = spawn(args, env, log, free_port())
+        started.append(process)
+        return process
+
+    yield _start
+    for process in started:
+        process.proc.terminate()
+        try:
+            process.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            process.proc.kill()
+            process.proc.wait()
