@@ -275,7 +275,7 @@ async def test_first_token_timeout(serve: Callable[..., RunningServer],
     got = await post_stream(f"{server.url}/optimize-stream", PROMPT)
     assert [e.event for e in got.events] == ["timeout"]
     assert got.error() == {"code": "timeout", "message": "no first token within 0.3 s"}
-    assert upstream.wait_for(lambda: upstream.client_closed == 1, 1.0)
+    assert await upstream.until(lambda: upstream.client_closed == 1, 1.0)
 
 
 async def test_idle_timeout_after_some_chunks(serve: Callable[..., RunningServer],
@@ -350,8 +350,8 @@ async def test_disconnect_cancels_the_upstream_within_a_second(
             seen += 1
             if seen == 3:
                 break
-    assert upstream.wait_for(lambda: upstream.client_closed == 1, 1.0)
-    assert upstream.wait_for(lambda: upstream.open_connections == 0, 1.0)
+    assert await upstream.until(lambda: upstream.client_closed == 1, 1.0)
+    assert await upstream.until(lambda: upstream.open_connections == 0, 1.0)
     assert upstream.completed == 0
 
 

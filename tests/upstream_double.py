@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 Step = bytes | float | threading.Event
 
 
@@ -157,6 +159,11 @@ class UpstreamDouble:
         with self._cond:
             return self._cond.wait_for(predicate, timeout)
 
+    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """`wait_for` for async tests: waits in a thread, so the test's own loop keeps
+        running (asyncio closes a socket only on the loop's next turn)."""
+        return await anyio.to_thread.run_sync(self.wait_for, predicate, timeout)
+
     def _changed(self, **delta: int) -> None:
         with self._cond:
             for name, value in delta.items():
@@ -256,10 +263,13 @@ class UpstreamDouble:
             head += "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             writer.write(head.encode("latin-1"))
             await writer.drain()
-            for step in script.steps:
+            last = len(script.steps) - 1
+            for index, step in enumerate(script.steps):
                 if isinstance(step, bytes):
                     writer.write(b"%x\r\n%s\r\n" % (len(step), step))
                     await writer.drain()
+                    if index == last and script.then == "end":
+                        break  # a client may rightly hang up once it has [DONE]
                     # Let each step leave as its own TCP segment.
                     if await self._pause(0.0005, gone):
                         return self._abandoned()
@@ -276,9 +286,10 @@ class UpstreamDouble:
             if script.then == "hang":
                 await gone
                 return self._abandoned()
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
             self._changed(completed=1)
+            with contextlib.suppress(ConnectionError):
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
             return False
         except ConnectionError:
             return self._abandoned()

@@ -17,12 +17,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
 
 from .errors import (
     InvalidField,
+    NotFound,
     PayloadTooLarge,
     PromptcastError,
+    StoreUnavailable,
     StreamTimeout,
     UnsupportedMediaType,
 )
@@ -30,18 +31,17 @@ from .logs import log_stream
 from .providers import ProviderRegistry
 from .redact import Redactor
 from .relay import Limits, Relay
+from .responses import ClientSink, Disconnected, EventStreamResponse, until_disconnected
+from .resumable import RENEW_INTERVAL, Position, Producer, follow, parse_last_event_id
 from .schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
 from .service import ModelService, collect
 from .settings import Settings
 from .source import ChunkEvents, EventStream, HttpSource, InProcessSource, Source
+from .streams import Batch, StreamStore
+from .streams.memory import MemoryStore
+from .streams.redis import RedisStore
 
 STATIC = Path(__file__).parent / "static"
-
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache, no-transform",
-    "X-Accel-Buffering": "no",
-}
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
@@ -59,36 +59,9 @@ class Runtime:
     gateway: Source
     local_source: Source
     limits: Limits
-
-
-class SSEResponse(Response):
-    """A 200 event stream driven by a `Relay`; logs one line when it ends."""
-
-    def __init__(self, relay: Relay, headers: dict[str, str], log_fields: dict[str, Any]) -> None:
-        super().__init__(headers={**SSE_HEADERS, **headers})
-        self._relay = relay
-        self._log_fields = log_fields
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-
-        async def write(body: bytes) -> None:
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        stats = await self._relay.run(write, disconnected)
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        log_stream(stats, **self._log_fields)
-
-    def init_headers(self, headers: Any = None) -> None:
-        # Starlette would add Content-Length; an event stream has none.
-        self.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-        ]
+    store: StreamStore
+    producers: dict[str, Producer]
+    tasks: set[asyncio.Task[None]]
 
 
 def _error_response(exc: PromptcastError, request_id: str | None = None) -> JSONResponse:
@@ -129,13 +102,76 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return parse_json(bytes(body))
 
 
+def _new_stream_id() -> str:
+    # 12 URL-safe characters: short, and free of `:` and the other bytes that
+    # would make a Last-Event-ID unsafe for a cross-origin reconnect.
+    return secrets.token_urlsafe(9)
+
+
 def _stream_response(
     rt: Runtime, events: EventStream, request_id: str, log_fields: dict[str, Any]
-) -> SSEResponse:
-    stream_id = secrets.token_urlsafe(9)
+) -> EventStreamResponse:
+    """Relay `events` straight to this client; its leaving cancels the upstream."""
+    stream_id = _new_stream_id()
     relay = Relay(events, rt.limits, stream_id)
-    headers = {"X-Stream-Id": stream_id, "X-Request-ID": request_id}
-    return SSEResponse(relay, headers, {**log_fields, "request_id": request_id})
+
+    async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
+        async def gone() -> None:
+            await disconnected()
+
+        stats = await relay.run(sink, gone)
+        log_stream(stats, request_id=request_id, **log_fields)
+
+    return EventStreamResponse(produce, {"X-Stream-Id": stream_id, "X-Request-ID": request_id})
+
+
+def _follow_response(rt: Runtime, position: Position, first: Batch | None,
+                     headers: dict[str, str]) -> EventStreamResponse:
+    """Replay and tail a stored stream for this client; its leaving stops only the reading."""
+    heartbeat = rt.settings.heartbeat_interval
+    # Touch often enough that a reader is never taken for gone within the grace period.
+    touch = min(RENEW_INTERVAL, rt.settings.resume_grace / 3)
+
+    async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
+        await until_disconnected(
+            follow(rt.store, position, sink.write, first=first,
+                   heartbeat_interval=heartbeat, touch_interval=touch),
+            disconnected,
+        )
+
+    return EventStreamResponse(produce, {"X-Stream-Id": position.stream_id, **headers})
+
+
+async def _start_resumable(rt: Runtime, body: OptimizeRequest, request_id: str,
+                           idempotency_key: str | None) -> EventStreamResponse:
+    """Start a detached producer (or join the one with this Idempotency-Key) and follow it."""
+    stream_id = _new_stream_id()
+    headers = {"X-Request-ID": request_id}
+    existing = await rt.store.create(stream_id, idempotency_key)
+    if existing is not None:
+        return _follow_response(rt, Position(existing, 0), None, headers)
+    try:
+        events = await rt.gateway.open(body, request_id)
+    except PromptcastError:
+        with contextlib.suppress(StoreUnavailable):
+            await rt.store.discard(stream_id)
+        raise
+    producer_limits = replace(rt.limits, heartbeat_interval=None)
+    producer = Producer(
+        rt.store, Relay(events, producer_limits, stream_id), stream_id,
+        grace=rt.settings.resume_grace,
+        log_fields={"model": body.model, "mode": body.mode.value, "request_id": request_id},
+    )
+    rt.producers[stream_id] = producer
+    task = asyncio.get_running_loop().create_task(producer.run(), name=f"producer-{stream_id}")
+    rt.tasks.add(task)
+
+    def done(_: asyncio.Task[None]) -> None:
+        rt.tasks.discard(task)
+        rt.producers.pop(stream_id, None)
+
+    task.add_done_callback(done)
+    return _follow_response(rt, Position(stream_id, 0), None, headers)
 
 
 async def _optimize(request: Request, *, gateway: bool) -> Response:
@@ -152,11 +188,23 @@ async def _optimize(request: Request, *, gateway: bool) -> Response:
                     field="stream",
                 )
             return await _optimize_once(rt, body, request_id)
+        key = request.headers.get("idempotency-key")
+        if gateway and (body.resumable or key):
+            return await _start_resumable(rt, body, request_id, _idempotency_key(key))
         source = rt.gateway if gateway else rt.local_source
         events = await source.open(body, request_id)
     except PromptcastError as exc:
         return _error_response(exc, request_id)
     return _stream_response(rt, events, request_id, {"model": body.model, "mode": body.mode.value})
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 200 or not value.isascii() or not value.isprintable():
+        raise InvalidField("Idempotency-Key must be 1 to 200 printable ASCII characters",
+                           field="Idempotency-Key")
+    return value
 
 
 def _parse_optimize(rt: Runtime, data: dict[str, Any]) -> OptimizeRequest:
@@ -195,6 +243,50 @@ async def optimize_stream(request: Request) -> Response:
 async def optimize_prompt(request: Request) -> Response:
     """POST /prompt/optimize-prompt: the model service."""
     return await _optimize(request, gateway=False)
+
+
+def _stream_id_of(request: Request) -> str:
+    stream_id = str(request.path_params["stream_id"])
+    if not 1 <= len(stream_id) <= 64 or not all(c.isalnum() or c in "-_" for c in stream_id):
+        raise NotFound(f"no stream {stream_id[:64]!r}")
+    return stream_id
+
+
+async def resume_stream(request: Request) -> Response:
+    """GET /optimize-stream/<id>: replay after Last-Event-ID, then follow the live tail."""
+    rt = _runtime(request)
+    stream_id = _stream_id_of(request)
+    last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    try:
+        after = parse_last_event_id(stream_id, last)
+    except ValueError as exc:
+        raise InvalidField(str(exc), field="Last-Event-ID") from None
+    first = await rt.store.read(stream_id, after, 0)
+    if first is None:
+        raise NotFound(
+            f"no stream {stream_id!r}: it never existed, was not resumable, or has expired"
+        )
+    if after > first.last_seq:
+        raise InvalidField(
+            f"Last-Event-ID {last!r} is past the stream's last event ({first.last_seq})",
+            field="Last-Event-ID",
+        )
+    if first.finished and after == first.last_seq:
+        # Everything was delivered: 204 tells EventSource to stop reconnecting.
+        return Response(status_code=204)
+    return _follow_response(rt, Position(stream_id, after), first, {})
+
+
+async def cancel_stream(request: Request) -> Response:
+    """DELETE /optimize-stream/<id>: stop a resumable stream's generation now."""
+    rt = _runtime(request)
+    stream_id = _stream_id_of(request)
+    if not await rt.store.cancel(stream_id):
+        raise NotFound(f"no stream {stream_id!r}: it never existed or has expired")
+    producer = rt.producers.get(stream_id)
+    if producer is not None:
+        producer.cancel()
+    return JSONResponse({"id": stream_id, "status": "cancelling"}, status_code=202)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -282,10 +374,31 @@ def create_app(settings: Settings) -> Starlette:
             total_timeout=settings.total_timeout,
             heartbeat_interval=settings.heartbeat_interval,
         )
-        runtime = Runtime(settings, client, service, gateway, local, limits)
+        store: StreamStore = (
+            RedisStore(
+                settings.redis_url,
+                ttl=settings.stream_ttl,
+                max_events=settings.stream_max_events,
+                max_stream_bytes=settings.stream_max_bytes,
+                lease_ttl=settings.lease_ttl,
+                running_ttl=settings.total_timeout + settings.resume_grace + 60,
+            )
+            if settings.redis_url
+            else MemoryStore(
+                ttl=settings.stream_ttl,
+                max_events=settings.stream_max_events,
+                max_stream_bytes=settings.stream_max_bytes,
+                max_total_bytes=settings.store_max_bytes,
+            )
+        )
+        runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set())
         try:
             yield {"runtime": runtime}
         finally:
+            for task in list(runtime.tasks):
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            await store.aclose()
             await registry.aclose()
             await client.aclose()
 
@@ -293,6 +406,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", index, methods=["GET"]),
         Route("/optimize-stream", optimize_stream, methods=["POST"]),
         Route("/prod-api/optimize-stream", optimize_stream, methods=["POST"]),
+        Route("/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
+        Route("/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
+        Route("/prod-api/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
+        Route("/prod-api/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
         Route("/prompt/optimize-prompt", optimize_prompt, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),

@@ -99,8 +99,8 @@ def serve(settings: Settings) -> None:
 
 def _body(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    body: dict[str, Any] = {"prompt": prompt, "type": args.type,
-                            "model": args.model or settings.models.default}
+    # Without --model, whoever runs the model picks its default (this process, or --server's).
+    body: dict[str, Any] = {"prompt": prompt, "type": args.type, "model": args.model}
     if args.opening:
         body["opening"] = args.opening
     if args.target_chars:

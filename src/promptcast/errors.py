@@ -9,6 +9,11 @@
     ├── ModelUnavailable                 422 model_unavailable (names the variable to set)
     ├── NotFound                         404 not_found
     ├── Overloaded                       503 overloaded
+    ├── StoreUnavailable                 503 store_unavailable (the streams store is down)
+    ├── StoreFull                        503 store_full
+    ├── StreamTooLarge                   413 stream_too_large  (a resumable stream's cap)
+    ├── StreamStopped                    409 cancelled / abandoned (a resumable stream ended early)
+    ├── ProducerLost                     502 producer_lost     (the replica generating it died)
     ├── StreamTimeout                    504 timeout           (an `event: timeout` mid-stream)
     ├── SSEProtocolError                 502 bad_upstream_stream
     └── UpstreamError                    502 upstream_error    (status chosen from the upstream's)
@@ -95,6 +100,41 @@ class NotFound(PromptcastError):
 class Overloaded(PromptcastError):
     status = 503
     code = "overloaded"
+
+
+class StoreUnavailable(PromptcastError):
+    status = 503
+    code = "store_unavailable"
+
+
+class StoreFull(PromptcastError):
+    status = 503
+    code = "store_full"
+
+
+class StreamTooLarge(PromptcastError):
+    status = 413
+    code = "stream_too_large"
+
+
+class StreamStopped(PromptcastError):
+    """A resumable stream stopped before its end: `cancelled` by DELETE, or `abandoned`."""
+
+    status = 409
+    code = "cancelled"
+
+    def __init__(self, message: str, *, code: str = "cancelled") -> None:
+        super().__init__(message)
+        self._code = code
+
+    @property
+    def error_code(self) -> str:
+        return self._code
+
+
+class ProducerLost(PromptcastError):
+    status = 502
+    code = "producer_lost"
 
 
 class StreamTimeout(PromptcastError):

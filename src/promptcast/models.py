@@ -66,6 +66,8 @@ def _builtin() -> list[ModelSpec]:
 
 def _spec_from_toml(name: str, entry: Mapping[str, Any], origin: str) -> ModelSpec:
     where = f"{origin}: [models.{name!r}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be a table of settings, not {entry!r}")
     allowed = {
         "provider", "base_url", "api_key_env", "model", "description", "max_tokens", "fallbacks",
     }
@@ -82,7 +84,7 @@ def _spec_from_toml(name: str, entry: Mapping[str, Any], origin: str) -> ModelSp
     if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
         raise ValueError(f"{where}: fallbacks must be a list of model names")
     max_tokens = entry.get("max_tokens")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
+    if max_tokens is not None and (type(max_tokens) is not int or max_tokens <= 0):
         raise ValueError(f"{where}: max_tokens must be a positive integer")
     return ModelSpec(
         name=name,
@@ -100,7 +102,7 @@ def load_models_file(path: Path) -> list[ModelSpec]:
     """Read `[models."name"]` tables from a TOML file."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"cannot read models file {path}: {exc}") from exc
     table = data.get("models", {})
     if not isinstance(table, dict):

@@ -1,14 +1,17 @@
 """One stream's life: relay events, keep the connection alive, enforce limits, end exactly once.
 
-    run() ── the main task pumps events: upstream ──▶ frame ──▶ write()
+    run() ── the main task pumps events: upstream ──▶ frame ──▶ sink.event()
       ├── ticker task: heartbeat after `heartbeat_interval` of silence;
       │                at a first-token / idle / total deadline it records a
       │                timeout and cancels the main task
-      └── watch task:  the client disconnected ─▶ records it, cancels the main task
+      └── watch task:  `stopped()` returned: None means the client is gone,
+                       an error means "end the stream with this" (a DELETE,
+                       no reader for the grace period); cancels the main task
 
-The main task always closes the upstream (`events.aclose()`), then writes the
-one terminal frame: the upstream's own `[DONE]`/error/timeout, or ours for a
-timeout or an error raised mid-stream; none when the client is gone.
+The main task always closes the upstream (`events.aclose()`), then hands the
+sink the one terminal frame: the upstream's own `[DONE]`/error/timeout, or ours
+for a timeout or an error raised mid-stream; none when the client is gone.
+The sink is the client's connection, or a streams store for resumable streams.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -29,7 +33,17 @@ from .source import EventStream
 
 log = logging.getLogger("promptcast.relay")
 
-Write = Callable[[bytes], Awaitable[None]]
+Stopped = Callable[[], Awaitable[PromptcastError | None]]
+
+
+class Sink(Protocol):
+    """Where a relay's frames go; raising `OSError` means the reader is gone."""
+
+    async def event(self, seq: int, frame: bytes) -> None: ...
+
+    async def terminal(self, seq: int, frame: bytes) -> None: ...
+
+    async def heartbeat(self) -> None: ...
 
 HEARTBEAT = sse.comment("keep-alive")
 _TERMINAL_TYPES = ("error", "timeout")
@@ -49,7 +63,7 @@ class Limits:
     first_token_timeout: float
     idle_timeout: float
     total_timeout: float
-    heartbeat_interval: float
+    heartbeat_interval: float | None
 
 
 @dataclass(slots=True)
@@ -73,7 +87,7 @@ def error_frame(exc: PromptcastError, event_id: str | None = None) -> bytes:
 
 
 class Relay:
-    """Relays one event stream to one writer; `run()` returns when the stream has ended."""
+    """Relays one event stream into one sink; `run()` returns when the stream has ended."""
 
     def __init__(self, events: EventStream, limits: Limits, stream_id: str) -> None:
         self._events = events
@@ -99,15 +113,15 @@ class Relay:
             return b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, data.encode())
         return sse.encode(data, event=event.event, id=f"{self._stream_id}.{self._seq}")
 
-    async def run(self, write: Write, disconnected: Callable[[], Awaitable[None]]) -> StreamStats:
-        """Pump events to `write` until a terminal frame, a limit, or `disconnected()` returns."""
+    async def run(self, sink: Sink, stopped: Stopped) -> StreamStats:
+        """Pump events into `sink` until a terminal frame, a limit, or `stopped()` returns."""
         main = asyncio.current_task()
         assert main is not None
-        ticker = self._loop.create_task(self._tick(write, main))
-        watch = self._loop.create_task(self._watch(disconnected, main))
+        ticker = self._loop.create_task(self._tick(sink, main))
+        watch = self._loop.create_task(self._watch(stopped, main))
         terminal: bytes | None = None
         try:
-            terminal = await self._pump(write)
+            terminal = await self._pump(sink)
         except asyncio.CancelledError:
             if self._reason is None and not self._client_gone:
                 raise  # the server itself is shutting this task down
@@ -138,13 +152,13 @@ class Relay:
         if terminal is not None and not self._client_gone:
             try:
                 async with asyncio.timeout(_TERMINAL_WRITE_TIMEOUT):
-                    await write(terminal)
-            except (OSError, TimeoutError):
+                    await sink.terminal(self._seq, terminal)
+            except (OSError, TimeoutError, PromptcastError):
                 stats.outcome = Outcome.CANCELLED
         stats.duration = time.monotonic() - stats.started
         return stats
 
-    async def _pump(self, write: Write) -> bytes | None:
+    async def _pump(self, sink: Sink) -> bytes | None:
         """Write events until the terminal one, which is returned unwritten."""
         stats = self.stats
         async for event in self._events:
@@ -160,7 +174,8 @@ class Relay:
             if event.data == "[DONE]" and event.event == "message":
                 stats.outcome = Outcome.DONE
                 return self._frame(event)
-            await write(self._frame(event))
+            frame = self._frame(event)
+            await sink.event(self._seq, frame)
             self._last_write = self._loop.time()
             stats.chunks += 1
         raise UpstreamError("the upstream ended the stream before it was complete",
@@ -175,7 +190,7 @@ class Relay:
             self._reason = reason
         main.cancel()
 
-    async def _tick(self, write: Write, main: asyncio.Task[object]) -> None:
+    async def _tick(self, sink: Sink, main: asyncio.Task[object]) -> None:
         limits = self._limits
         total_deadline = self._start + limits.total_timeout
         while True:
@@ -192,19 +207,19 @@ class Relay:
             if now >= read_deadline:
                 self._stop(main, StreamTimeout(what))
                 return
+            if limits.heartbeat_interval is None:
+                await asyncio.sleep(read_deadline - now)
+                continue
             heartbeat_at = self._last_write + limits.heartbeat_interval
             if now >= heartbeat_at:
                 self._last_write = now
                 try:
-                    await write(HEARTBEAT)
+                    await sink.heartbeat()
                 except OSError:
                     self._stop(main, None)
                     return
                 continue
             await asyncio.sleep(min(read_deadline, heartbeat_at) - now)
 
-    async def _watch(
-        self, disconnected: Callable[[], Awaitable[None]], main: asyncio.Task[object]
-    ) -> None:
-        await disconnected()
-        self._stop(main, None)
+    async def _watch(self, stopped: Stopped, main: asyncio.Task[object]) -> None:
+        self._stop(main, await stopped())

@@ -171,11 +171,12 @@ def parse_chat(data: dict[str, Any], *, default_model: str) -> ChatCompletionBod
     model = data.get("model") or default_model
     if not isinstance(model, str):
         raise InvalidField("`model` must be a string", field="model")
-    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    limit = "max_tokens" if data.get("max_completion_tokens") is None else "max_completion_tokens"
+    max_tokens = data.get(limit)
     if max_tokens is not None and (
         not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0
     ):
-        raise InvalidField("`max_tokens` must be a positive integer", field="max_tokens")
+        raise InvalidField(f"`{limit}` must be a positive integer", field=limit)
     stop = data.get("stop")
     if isinstance(stop, str):
         stop = [stop]

@@ -44,6 +44,14 @@ class Settings:
     local_context: int = 8192
     local_model_path: Path | None = None
 
+    redis_url: str | None = None
+    resume_grace: float = 30.0
+    stream_ttl: float = 600.0
+    stream_max_events: int = 20_000
+    stream_max_bytes: int = 8 * 1024 * 1024
+    store_max_bytes: int = 256 * 1024 * 1024
+    lease_ttl: float = 5.0
+
     log_level: str = "info"
 
     models: ModelTable = field(default_factory=lambda: ModelTable.build({}), compare=False)
@@ -72,13 +80,19 @@ class Settings:
 
     def _check(self) -> None:
         for name in ("first_token_timeout", "idle_timeout", "total_timeout",
-                     "heartbeat_interval", "connect_timeout"):
-            if getattr(self, name) <= 0:
+                     "heartbeat_interval", "connect_timeout", "resume_grace", "stream_ttl",
+                     "lease_ttl"):
+            if not getattr(self, name) > 0:  # NaN is not a number of seconds either
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive number of seconds")
         for name in ("max_body_bytes", "max_prompt_chars", "max_opening_chars",
-                     "max_event_bytes", "local_queue_size", "local_max_tokens", "local_context"):
+                     "max_event_bytes", "local_queue_size", "local_max_tokens", "local_context",
+                     "stream_max_events", "stream_max_bytes", "store_max_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise SettingsError(f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL")
         if self.upstream_url is not None and not self.upstream_url.startswith(
             ("http://", "https://")
         ):

@@ -1,0 +1,84 @@
+"""The event-stream response: ASGI plumbing between a stream's writer and the client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .relay import HEARTBEAT
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+}
+
+Disconnected = Callable[[], Awaitable[None]]
+
+
+class ClientSink:
+    """A relay's sink that writes each frame to the client as one ASGI message."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    async def write(self, frame: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    async def event(self, seq: int, frame: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    async def terminal(self, seq: int, frame: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    async def heartbeat(self) -> None:
+        await self._send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+
+
+class EventStreamResponse(Response):
+    """A 200 `text/event-stream` whose body `produce(sink, disconnected)` writes."""
+
+    def __init__(
+        self,
+        produce: Callable[[ClientSink, Disconnected], Awaitable[None]],
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(headers={**SSE_HEADERS, **headers})
+        self._produce = produce
+
+    def init_headers(self, headers: Any = None) -> None:
+        # Starlette would add Content-Length; an event stream has none.
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        await self._produce(ClientSink(send), disconnected)
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def until_disconnected(work: Awaitable[Any], disconnected: Disconnected) -> None:
+    """Run `work` until it ends or the client leaves, whichever is first."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, watch):
+            pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await task

@@ -1,0 +1,174 @@
+"""Resumable streams: generation detached from the client, readers that replay and tail.
+
+    POST {"resumable": true}
+      ├── Producer task (detached) ── Relay ── StoreSink ──▶ store.append(seq, frame)
+      │      supervisor: renew lease each second; stop on DELETE (`cancelled`) or
+      │      when no reader touched the stream for `resume_grace` s (`abandoned`)
+      └── follow(after=0) ◀── store.read() ── the POST's own response
+    GET /optimize-stream/<id> (Last-Event-ID: <id>.<n>)
+      └── follow(after=n)   replay n+1.., then the live tail, then the terminal frame
+
+A follower that leaves does not stop the producer; a follower that finds the
+producer's lease gone (its replica died) ends with `producer_lost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from . import sse
+from .errors import (
+    ProducerLost,
+    PromptcastError,
+    StoreUnavailable,
+    StreamStopped,
+    error_payload,
+)
+from .logs import log_stream
+from .relay import Relay
+from .streams import Batch, StreamStore
+
+log = logging.getLogger("promptcast.resumable")
+
+# How often a producer renews its lease and a reader says it is attached.
+RENEW_INTERVAL = 1.0
+
+
+class StoreSink:
+    """A relay's sink that appends every frame to the store; no heartbeats."""
+
+    def __init__(self, store: StreamStore, stream_id: str) -> None:
+        self._store = store
+        self._stream_id = stream_id
+
+    async def event(self, seq: int, frame: bytes) -> None:
+        await self._store.append(self._stream_id, seq, frame, terminal=False)
+
+    async def terminal(self, seq: int, frame: bytes) -> None:
+        await self._store.append(self._stream_id, seq, frame, terminal=True)
+
+    async def heartbeat(self) -> None:
+        """Heartbeats belong to connections, not to stored streams."""
+
+
+class Producer:
+    """Runs one stream's relay into the store until it ends, whoever is reading."""
+
+    def __init__(self, store: StreamStore, relay: Relay, stream_id: str, *, grace: float,
+                 log_fields: dict[str, object]) -> None:
+        self._store = store
+        self._relay = relay
+        self.stream_id = stream_id
+        self._grace = grace
+        self._log_fields = log_fields
+        self._cancel = asyncio.Event()
+
+    def cancel(self) -> None:
+        """Stop now (a DELETE on this replica)."""
+        self._cancel.set()
+
+    async def run(self) -> None:
+        stats = await self._relay.run(StoreSink(self._store, self.stream_id), self._supervise)
+        log_stream(stats, **self._log_fields)  # type: ignore[arg-type]
+
+    async def _supervise(self) -> PromptcastError:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RENEW_INTERVAL):
+                    await self._cancel.wait()
+            if self._cancel.is_set():
+                return StreamStopped("the stream was cancelled")
+            try:
+                control = await self._store.renew(self.stream_id)
+            except StoreUnavailable as exc:
+                return exc
+            if control.cancelled:
+                return StreamStopped("the stream was cancelled")
+            if control.idle_for > self._grace:
+                return StreamStopped(
+                    f"no client read the stream for {self._grace:g} s", code="abandoned"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a reader resumes: after sequence number `after` of `stream_id`."""
+
+    stream_id: str
+    after: int
+
+
+def parse_last_event_id(stream_id: str, value: str | None) -> int:
+    """The sequence number in a `Last-Event-ID` of this stream; ValueError says what is wrong."""
+    if not value:
+        return 0
+    owner, dot, seq = value.rpartition(".")
+    if not dot or not seq.isdigit():
+        raise ValueError(f"Last-Event-ID must look like {stream_id}.<n>, not {value[:80]!r}")
+    if owner != stream_id:
+        raise ValueError("Last-Event-ID belongs to another stream")
+    return int(seq)
+
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+def _frame_for(exc: PromptcastError) -> bytes:
+    # No id: this frame is not part of the stored stream, so a client's
+    # Last-Event-ID stays on the last real event and a later resume still works.
+    return sse.encode(orjson.dumps(error_payload(exc)).decode(), event=exc.sse_event)
+
+
+async def follow(
+    store: StreamStore,
+    position: Position,
+    write: Write,
+    *,
+    first: Batch | None,
+    heartbeat_interval: float,
+    touch_interval: float = RENEW_INTERVAL,
+) -> bool:
+    """Write the stream after `position` to `write` until its terminal frame; True if reached."""
+    loop = asyncio.get_running_loop()
+    after = position.after
+    last_write = last_touch = loop.time()
+    batch = first
+    try:
+        await store.touch(position.stream_id)
+        while True:
+            if batch is None:
+                wait = max(0.0, min(touch_interval, last_write + heartbeat_interval - loop.time()))
+                batch = await store.read(position.stream_id, after, wait)
+                if batch is None:
+                    await write(_frame_for(ProducerLost("the stream expired while being read")))
+                    return False
+            if batch.frames:
+                for seq, frame in batch.frames:
+                    await write(frame)
+                    after = seq
+                last_write = loop.time()
+            if batch.finished and after >= batch.last_seq:
+                return True
+            if not batch.frames and not batch.producer_alive:
+                await write(_frame_for(ProducerLost(
+                    "the server generating this stream stopped before it ended"
+                )))
+                return False
+            now = loop.time()
+            if now - last_write >= heartbeat_interval:
+                await write(sse.comment("keep-alive"))
+                last_write = now
+            if now - last_touch >= touch_interval:
+                await store.touch(position.stream_id)
+                last_touch = now
+            batch = None
+    except StoreUnavailable as exc:
+        with contextlib.suppress(OSError):
+            await write(_frame_for(exc))
+        return False

@@ -1,0 +1,201 @@
+"""The shared streams store: Redis Streams, so any replica can replay and tail any stream.
+
+Keys (prefix `promptcast:`), all expiring:
+    s:<id>   a Redis Stream; entry `0-<seq>` holds field `f` = the encoded frame
+    m:<id>   a hash: `state` running|done, `cancel`, `seen` (last reader, epoch s)
+    l:<id>   the producer's lease, renewed every second; gone = producer lost
+    i:<key>  Idempotency-Key -> stream id
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..errors import StoreUnavailable, StreamTooLarge
+from . import Batch, Control
+
+T = TypeVar("T")
+_PREFIX = "promptcast:"
+_READ_COUNT = 1000
+
+
+class RedisStore:
+    """Resumable streams in Redis; every failure to reach it is a `StoreUnavailable`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl: float,
+        max_events: int,
+        max_stream_bytes: int,
+        lease_ttl: float,
+        running_ttl: float,
+    ) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=2,
+            # Longer than the longest XREAD BLOCK, short enough that a dead Redis
+            # is noticed within a few seconds rather than never.
+            socket_timeout=5,
+            retry_on_timeout=False,
+        )
+        self._ttl_ms = int(ttl * 1000)
+        self._running_ttl_ms = int(running_ttl * 1000)
+        self._max_events = max_events
+        self._max_stream_bytes = max_stream_bytes
+        self._lease_ms = int(lease_ttl * 1000)
+        self._bytes: dict[str, int] = {}
+
+    @staticmethod
+    def _k(kind: str, name: str) -> str:
+        return f"{_PREFIX}{kind}:{name}"
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(
+                f"the streams store (Redis) is unreachable: {type(exc).__name__}"
+            ) from None
+
+    async def create(self, stream_id: str, idempotency_key: str | None) -> str | None:
+        async def op() -> str | None:
+            if idempotency_key is not None:
+                key = self._k("i", idempotency_key)
+                if not await self._redis.set(key, stream_id, nx=True, px=self._running_ttl_ms):
+                    existing = _text(await self._redis.get(key))
+                    if existing and await self._redis.exists(self._k("m", existing)):
+                        return existing
+                    await self._redis.set(key, stream_id, px=self._running_ttl_ms)
+            meta = self._k("m", stream_id)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(meta, mapping={"state": "running", "seen": time.time(),
+                                         "key": idempotency_key or ""})
+                pipe.pexpire(meta, self._running_ttl_ms)
+                pipe.set(self._k("l", stream_id), 1, px=self._lease_ms)
+                await pipe.execute()
+            self._bytes[stream_id] = 0
+            return None
+
+        return await self._call(op)
+
+    async def discard(self, stream_id: str) -> None:
+        async def op() -> None:
+            key = _text(await self._redis.hget(self._k("m", stream_id), "key"))
+            keys = [self._k(k, stream_id) for k in "sml"]
+            if key:
+                keys.append(self._k("i", key))
+            await self._redis.delete(*keys)
+
+        self._bytes.pop(stream_id, None)
+        await self._call(op)
+
+    async def append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
+        if not terminal:
+            if seq > self._max_events:
+                raise StreamTooLarge(f"the stream reached its limit of {self._max_events} events")
+            size = self._bytes.get(stream_id, 0) + len(frame)
+            if size > self._max_stream_bytes:
+                raise StreamTooLarge(
+                    f"the stream reached its limit of {self._max_stream_bytes} bytes"
+                )
+            self._bytes[stream_id] = size
+        stream = self._k("s", stream_id)
+
+        async def op() -> None:
+            if not terminal and seq > 1:
+                # The hot path: one command per frame.
+                await self._redis.xadd(stream, {"f": frame}, id=f"0-{seq}")
+                return
+            meta = self._k("m", stream_id)
+            key = _text(await self._redis.hget(meta, "key")) if terminal else ""
+            async with self._redis.pipeline(transaction=terminal) as pipe:
+                pipe.xadd(stream, {"f": frame}, id=f"0-{seq}")
+                if terminal:
+                    pipe.hset(meta, "state", "done")
+                    pipe.delete(self._k("l", stream_id))
+                    for name in (stream, meta, *([self._k("i", key)] if key else [])):
+                        pipe.pexpire(name, self._ttl_ms)
+                else:
+                    pipe.pexpire(stream, self._running_ttl_ms)
+                await pipe.execute()
+
+        await self._call(op)
+        if terminal:
+            self._bytes.pop(stream_id, None)
+
+    async def read(self, stream_id: str, after: int, wait: float) -> Batch | None:
+        stream = self._k("s", stream_id)
+
+        async def op() -> Batch | None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(stream, min=f"(0-{after}", count=_READ_COUNT)
+                pipe.hget(self._k("m", stream_id), "state")
+                pipe.exists(self._k("l", stream_id))
+                pipe.xlen(stream)
+                entries, state, lease, length = await pipe.execute()
+            if state is None:
+                return None
+            finished = state == b"done"
+            if not entries and not finished and wait > 0:
+                found: Any = await self._redis.xread(
+                    {stream: f"0-{after}"}, count=_READ_COUNT, block=max(1, int(wait * 1000))
+                )
+                entries = found[0][1] if found else []
+            frames = [(_seq(entry_id), fields[b"f"]) for entry_id, fields in entries]
+            last = max(int(length), frames[-1][0] if frames else 0)
+            return Batch(frames, finished, last, producer_alive=finished or bool(lease))
+
+        return await self._call(op)
+
+    async def touch(self, stream_id: str) -> None:
+        await self._call(lambda: self._redis.hset(self._k("m", stream_id), "seen", time.time()))
+
+    async def cancel(self, stream_id: str) -> bool:
+        meta = self._k("m", stream_id)
+
+        async def op() -> bool:
+            if not await self._redis.exists(meta):
+                return False
+            await self._redis.hset(meta, "cancel", 1)
+            return True
+
+        return await self._call(op)
+
+    async def renew(self, stream_id: str) -> Control:
+        # Cross-replica cancels are polled here; a cancel on the producer's own
+        # replica wakes it directly (see resumable.Producer.cancel).
+        async def op() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._k("l", stream_id), 1, px=self._lease_ms)
+                pipe.hmget(self._k("m", stream_id), ["cancel", "seen"])
+                pipe.pexpire(self._k("m", stream_id), self._running_ttl_ms)
+                pipe.pexpire(self._k("s", stream_id), self._running_ttl_ms)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        _, (cancel, seen), _, _ = await self._call(op)
+        idle = time.time() - float(seen) if seen else 0.0
+        return Control(cancelled=bool(cancel), idle_for=idle)
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _seq(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[1])
