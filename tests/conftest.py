@@ -139,11 +139,11 @@ def spawn(args: list[str], env: dict[str, str], log: Path, port: int) -> Process
     """`python -m promptcast serve ...` as its own process; waits until it answers."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTCAST_")}
     full_env.update(env)
-    handle = log.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "promptcast", "serve", "--port", str(port), *args],
-        env=full_env, stdout=handle, stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promptcast", "serve", "--port", str(port), *args],
+            env=full_env, stdout=handle, stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         if proc.poll() is not None:
@@ -223,3 +223,22 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(free_port(), None, tmp_path).start()  # type: ignore[arg-type]
     yield server
     server.stop()
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path, upstream: UpstreamDouble, redis_server: RedisServer,
+    processes: Callable[..., Process],
+) -> Callable[..., list[Process]]:
+    """Start `n` promptcast processes on the double, sharing the test's Redis."""
+    def start(n: int = 2, **env: str) -> list[Process]:
+        base = {
+            "PROMPTCAST_MODELS_FILE": str(models_file(tmp_path, upstream)),
+            "PROMPTCAST_DEFAULT_MODEL": "scripted",
+            "PROMPTCAST_REDIS_URL": redis_server.url,
+            "PROMPTCAST_LEASE_TTL": "1.5",
+            **env,
+        }
+        return [processes([], base, tmp_path / f"replica-{i}.log") for i in range(n)]
+
+    return start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -408,3 +409,44 @@ async def test_fallback_model_is_tried_before_the_first_byte(
     finally:
         server.stop()
     assert got.status == 200 and got.content == "Hello, world!"
+
+
+async def test_an_upstream_that_never_answers_is_a_504(
+    serve: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    server = serve(first_token_timeout=0.5)
+    upstream.enqueue(Script(first_delay=60))
+    got = await post_stream(f"{server.url}/optimize-stream", PROMPT)
+    assert got.status == 504
+    assert got.body["error"] == {"code": "timeout",
+                                 "message": "the model did not start answering within 0.5 s"}
+    assert await upstream.until(lambda: upstream.client_closed == 1, 1.0)
+
+
+async def test_disconnect_before_the_first_byte_cancels_the_upstream(
+    server: RunningServer, upstream: UpstreamDouble
+) -> None:
+    upstream.enqueue(Script(first_delay=60))
+    async with httpx.AsyncClient(timeout=0.5) as client:
+        # The client gives up waiting for the headers and hangs up.
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"{server.url}/optimize-stream", json=PROMPT)
+    assert await upstream.until(lambda: upstream.client_closed == 1, 1.0)
+
+
+async def test_a_client_that_stops_reading_is_cut_off(
+    serve: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    server = serve(idle_timeout=1.0, heartbeat_interval=0.2)
+    big = "x" * 60_000
+    upstream.enqueue(Script.chat([big] * 400))
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    body = json.dumps(PROMPT).encode()
+    writer.write(b"POST /optimize-stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    await writer.drain()
+    # Never read: the server's buffers fill, the relay stops reading upstream,
+    # and the idle limit ends the stream and closes the upstream.
+    assert await upstream.until(lambda: upstream.client_closed == 1, 10.0)
+    assert upstream.completed == 0
+    writer.close()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .errors import (
+    ClientGone,
     InvalidField,
     NotFound,
     PayloadTooLarge,
@@ -31,7 +32,13 @@ from .logs import log_stream
 from .providers import ProviderRegistry
 from .redact import Redactor
 from .relay import Limits, Relay
-from .responses import ClientSink, Disconnected, EventStreamResponse, until_disconnected
+from .responses import (
+    ClientSink,
+    Disconnected,
+    EventStreamResponse,
+    first_of,
+    until_disconnected,
+)
 from .resumable import RENEW_INTERVAL, Position, Producer, follow, parse_last_event_id
 from .schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
 from .service import ModelService, collect
@@ -42,6 +49,7 @@ from .streams.memory import MemoryStore
 from .streams.redis import RedisStore
 
 STATIC = Path(__file__).parent / "static"
+T = TypeVar("T")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
@@ -142,8 +150,26 @@ def _follow_response(rt: Runtime, position: Position, first: Batch | None,
     return EventStreamResponse(produce, {"X-Stream-Id": position.stream_id, **headers})
 
 
-async def _start_resumable(rt: Runtime, body: OptimizeRequest, request_id: str,
-                           idempotency_key: str | None) -> EventStreamResponse:
+async def _opened(request: Request, rt: Runtime, opening: Awaitable[T]) -> T:
+    """Await an upstream's opening, bounded by the first-token timeout and the client's patience."""
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    limit = rt.settings.first_token_timeout
+    try:
+        return await first_of(opening, disconnected, limit, lambda: StreamTimeout(
+            f"the model did not start answering within {limit:g} s"
+        ))
+    except asyncio.CancelledError:
+        if (task := asyncio.current_task()) is not None and task.cancelling():
+            raise
+        raise ClientGone("the client disconnected before the stream started") from None
+
+
+async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
+                           request_id: str, idempotency_key: str | None
+                           ) -> EventStreamResponse:
     """Start a detached producer (or join the one with this Idempotency-Key) and follow it."""
     stream_id = _new_stream_id()
     headers = {"X-Request-ID": request_id}
@@ -151,7 +177,7 @@ async def _start_resumable(rt: Runtime, body: OptimizeRequest, request_id: str,
     if existing is not None:
         return _follow_response(rt, Position(existing, 0), None, headers)
     try:
-        events = await rt.gateway.open(body, request_id)
+        events = await _opened(request, rt, rt.gateway.open(body, request_id))
     except PromptcastError:
         with contextlib.suppress(StoreUnavailable):
             await rt.store.discard(stream_id)
@@ -190,9 +216,9 @@ async def _optimize(request: Request, *, gateway: bool) -> Response:
             return await _optimize_once(rt, body, request_id)
         key = request.headers.get("idempotency-key")
         if gateway and (body.resumable or key):
-            return await _start_resumable(rt, body, request_id, _idempotency_key(key))
+            return await _start_resumable(request, rt, body, request_id, _idempotency_key(key))
         source = rt.gateway if gateway else rt.local_source
-        events = await source.open(body, request_id)
+        events = await _opened(request, rt, source.open(body, request_id))
     except PromptcastError as exc:
         return _error_response(exc, request_id)
     return _stream_response(rt, events, request_id, {"model": body.model, "mode": body.mode.value})
@@ -297,7 +323,7 @@ async def chat_completions(request: Request) -> Response:
         data = await read_json(request, rt.settings.max_body_bytes)
         body = parse_chat(data, default_model=rt.settings.models.default)
         chat = replace(body.request, request_id=request_id)
-        stream = await rt.service.chat(chat)
+        stream = await _opened(request, rt, rt.service.chat(chat))
         if not body.stream:
             async with _total_timeout(rt):
                 result = await collect(stream, chat.model)

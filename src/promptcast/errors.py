@@ -14,6 +14,7 @@
     ├── StreamTooLarge                   413 stream_too_large  (a resumable stream's cap)
     ├── StreamStopped                    409 cancelled / abandoned (a resumable stream ended early)
     ├── ProducerLost                     502 producer_lost     (the replica generating it died)
+    ├── ClientGone                       499 client_closed     (nobody is left to answer)
     ├── StreamTimeout                    504 timeout           (an `event: timeout` mid-stream)
     ├── SSEProtocolError                 502 bad_upstream_stream
     └── UpstreamError                    502 upstream_error    (status chosen from the upstream's)
@@ -135,6 +136,11 @@ class StreamStopped(PromptcastError):
 class ProducerLost(PromptcastError):
     status = 502
     code = "producer_lost"
+
+
+class ClientGone(PromptcastError):
+    status = 499
+    code = "client_closed"
 
 
 class StreamTimeout(PromptcastError):

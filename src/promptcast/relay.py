@@ -214,9 +214,15 @@ class Relay:
             if now >= heartbeat_at:
                 self._last_write = now
                 try:
-                    await sink.heartbeat()
+                    # A client that stopped reading blocks this write; it must
+                    # not also stop the deadlines from being enforced.
+                    async with asyncio.timeout(read_deadline - now):
+                        await sink.heartbeat()
                 except OSError:
                     self._stop(main, None)
+                    return
+                except TimeoutError:
+                    self._stop(main, StreamTimeout("the client stopped reading the stream"))
                     return
                 continue
             await asyncio.sleep(min(read_deadline, heartbeat_at) - now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -19,6 +19,8 @@ SSE_HEADERS = {
 }
 
 Disconnected = Callable[[], Awaitable[None]]
+_FINAL_WRITE_TIMEOUT = 5.0
+T = TypeVar("T")
 
 
 class ClientSink:
@@ -67,8 +69,30 @@ class EventStreamResponse(Response):
                 pass
 
         await self._produce(ClientSink(send), disconnected)
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # Bounded: a client that stopped reading would otherwise hold this forever.
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def first_of(work: Awaitable[T], disconnected: Disconnected, limit: float,
+                   on_timeout: Callable[[], Exception]) -> T:
+    """`work`'s result, unless the client leaves first (CancelledError) or `limit` s pass."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({task, watch}, timeout=limit,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    if watch in done:
+        raise asyncio.CancelledError("the client disconnected")
+    raise on_timeout()
 
 
 async def until_disconnected(work: Awaitable[Any], disconnected: Disconnected) -> None:

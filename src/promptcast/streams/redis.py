@@ -1,7 +1,7 @@
 """The shared streams store: Redis Streams, so any replica can replay and tail any stream.
 
 Keys (prefix `promptcast:`), all expiring:
-    s:<id>   a Redis Stream; entry `0-<seq>` holds field `f` = the encoded frame
+    s:<id>   a Redis Stream; entry `0-<seq>` holds `f` = the encoded frame, `t` = 1 if terminal
     m:<id>   a hash: `state` running|done, `cancel`, `seen` (last reader, epoch s)
     l:<id>   the producer's lease, renewed every second; gone = producer lost
     i:<key>  Idempotency-Key -> stream id
@@ -111,12 +111,12 @@ class RedisStore:
         async def op() -> None:
             if not terminal and seq > 1:
                 # The hot path: one command per frame.
-                await self._redis.xadd(stream, {"f": frame}, id=f"0-{seq}")
+                await self._redis.xadd(stream, {"f": frame, "t": 0}, id=f"0-{seq}")
                 return
             meta = self._k("m", stream_id)
             key = _text(await self._redis.hget(meta, "key")) if terminal else ""
             async with self._redis.pipeline(transaction=terminal) as pipe:
-                pipe.xadd(stream, {"f": frame}, id=f"0-{seq}")
+                pipe.xadd(stream, {"f": frame, "t": int(terminal)}, id=f"0-{seq}")
                 if terminal:
                     pipe.hset(meta, "state", "done")
                     pipe.delete(self._k("l", stream_id))
@@ -132,25 +132,28 @@ class RedisStore:
 
     async def read(self, stream_id: str, after: int, wait: float) -> Batch | None:
         stream = self._k("s", stream_id)
+        block = int(wait * 1000) if wait > 0 else None
 
         async def op() -> Batch | None:
+            # The hot path is this one XREAD: entries carry their own terminal
+            # flag, so the stream's state is only looked up when nothing came.
+            found: Any = await self._redis.xread(
+                {stream: f"0-{after}"}, count=_READ_COUNT, block=block
+            )
+            entries = found[0][1] if found else []
+            if entries:
+                frames = [(_seq(entry_id), fields[b"f"]) for entry_id, fields in entries]
+                finished = entries[-1][1].get(b"t") == b"1"
+                return Batch(frames, finished, frames[-1][0], producer_alive=True)
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xrange(stream, min=f"(0-{after}", count=_READ_COUNT)
                 pipe.hget(self._k("m", stream_id), "state")
                 pipe.exists(self._k("l", stream_id))
                 pipe.xlen(stream)
-                entries, state, lease, length = await pipe.execute()
+                state, lease, length = await pipe.execute()
             if state is None:
                 return None
             finished = state == b"done"
-            if not entries and not finished and wait > 0:
-                found: Any = await self._redis.xread(
-                    {stream: f"0-{after}"}, count=_READ_COUNT, block=max(1, int(wait * 1000))
-                )
-                entries = found[0][1] if found else []
-            frames = [(_seq(entry_id), fields[b"f"]) for entry_id, fields in entries]
-            last = max(int(length), frames[-1][0] if frames else 0)
-            return Batch(frames, finished, last, producer_alive=finished or bool(lease))
+            return Batch([], finished, int(length), producer_alive=finished or bool(lease))
 
         return await self._call(op)
 
