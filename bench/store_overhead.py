@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from promptcast.drain import Drain
 from promptcast.relay import Limits, Relay
 from promptcast.resumable import Position, Producer, follow
 from promptcast.sse import Event
@@ -97,6 +98,7 @@ async def stored(store: StreamStore, n: int, stream_id: str) -> tuple[float, flo
     start_cpu, start = time.process_time(), time.perf_counter()
     await store.create(stream_id, None)
     producer = Producer(store, Relay(Events(n), LIMITS, stream_id), stream_id, grace=60,
+                        drain=Drain(30),
                         log_fields={"model": "bench", "mode": "bench", "request_id": None})
     task = asyncio.ensure_future(producer.run())
     done = await follow(store, Position(stream_id, 0), sink.write, first=None,
@@ -131,7 +133,7 @@ async def redis_used(store: RedisStore) -> int:
     return int(info["used_memory"])
 
 
-async def main(chunks: int, streams: int) -> dict[str, Any]:
+async def main(chunks: int, streams: int, redis_port: int, redis_pid: int) -> dict[str, Any]:
     results: dict[str, Any] = {"chunks": chunks, "retained_streams": streams,
                                "events_per_retained_stream": 50}
     # Warm up the interpreter's caches once, then measure.
@@ -150,34 +152,25 @@ async def main(chunks: int, streams: int) -> dict[str, Any]:
     gc.collect()
     results["memory"]["bytes_per_idle_stream"] = (rss_kb() - before) * 1024 / streams
 
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-             "--dir", workdir], stdout=subprocess.DEVNULL)
+    store = RedisStore(f"redis://127.0.0.1:{redis_port}/0", ttl=600, max_events=10**7,
+                       max_stream_bytes=10**9, lease_ttl=30, running_ttl=600)
+    for _ in range(100):
         try:
-            store = RedisStore(f"redis://127.0.0.1:{port}/0", ttl=600, max_events=10**7,
-                               max_stream_bytes=10**9, lease_ttl=30, running_ttl=600)
-            for _ in range(100):
-                try:
-                    await store.ping()
-                    break
-                except Exception:
-                    await asyncio.sleep(0.05)
-            await stored(store, 1000, "warm")
-            redis_before = redis_cpu(proc.pid)
-            cpu, ttfb = await stored(store, chunks, "redisbench")
-            redis_spent = redis_cpu(proc.pid) - redis_before
-            results["redis"] = {"cpu_us_per_chunk": cpu / chunks * 1e6, "ttfb_us": ttfb * 1e6,
-                                "redis_server_cpu_us_per_chunk": redis_spent / chunks * 1e6}
-            used = await redis_used(store)
-            for i in range(streams):
-                await stored(store, 50, f"idle{i}")
-            results["redis"]["bytes_per_idle_stream"] = (await redis_used(store) - used) / streams
-            await store.aclose()
-        finally:
-            proc.kill()
-            proc.wait()
+            await store.ping()
+            break
+        except Exception:
+            await asyncio.sleep(0.05)
+    await stored(store, 1000, "warm")
+    redis_before = redis_cpu(redis_pid)
+    cpu, ttfb = await stored(store, chunks, "redisbench")
+    redis_spent = redis_cpu(redis_pid) - redis_before
+    results["redis"] = {"cpu_us_per_chunk": cpu / chunks * 1e6, "ttfb_us": ttfb * 1e6,
+                        "redis_server_cpu_us_per_chunk": redis_spent / chunks * 1e6}
+    used = await redis_used(store)
+    for i in range(streams):
+        await stored(store, 50, f"idle{i}")
+    results["redis"]["bytes_per_idle_stream"] = (await redis_used(store) - used) / streams
+    await store.aclose()
     for name in ("memory", "redis"):
         results[name]["extra_cpu_us_per_chunk"] = (
             results[name]["cpu_us_per_chunk"] - results["direct"]["cpu_us_per_chunk"])
@@ -194,7 +187,16 @@ if __name__ == "__main__":
     args = parser.parse_args()
     import uvloop
 
-    outcome = uvloop.run(main(args.chunks, args.streams))
+    port = free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+             "--dir", workdir], stdout=subprocess.DEVNULL)
+        try:
+            outcome = uvloop.run(main(args.chunks, args.streams, port, redis.pid))
+        finally:
+            redis.kill()
+            redis.wait()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(outcome, indent=2) + "\n")
     print(json.dumps(outcome, indent=2))

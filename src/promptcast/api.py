@@ -18,6 +18,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .drain import Drain
 from .errors import (
     ClientGone,
     InvalidField,
@@ -31,13 +32,14 @@ from .errors import (
 from .logs import log_stream
 from .providers import ProviderRegistry
 from .redact import Redactor
-from .relay import Limits, Relay
+from .relay import Limits, Relay, error_frame
 from .responses import (
     ClientSink,
     Disconnected,
     EventStreamResponse,
     first_of,
-    until_disconnected,
+    first_reason,
+    race,
 )
 from .resumable import RENEW_INTERVAL, Position, Producer, follow, parse_last_event_id
 from .schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
@@ -70,6 +72,7 @@ class Runtime:
     store: StreamStore
     producers: dict[str, Producer]
     tasks: set[asyncio.Task[None]]
+    drain: Drain
 
 
 def _error_response(exc: PromptcastError, request_id: str | None = None) -> JSONResponse:
@@ -124,10 +127,10 @@ def _stream_response(
     relay = Relay(events, rt.limits, stream_id)
 
     async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
-        async def gone() -> None:
-            await disconnected()
+        async def stopped() -> PromptcastError | None:
+            return await first_reason(disconnected, rt.drain.expired())
 
-        stats = await relay.run(sink, gone)
+        stats = await relay.run(sink, stopped)
         log_stream(stats, request_id=request_id, **log_fields)
 
     return EventStreamResponse(produce, {"X-Stream-Id": stream_id, "X-Request-ID": request_id})
@@ -141,11 +144,16 @@ def _follow_response(rt: Runtime, position: Position, first: Batch | None,
     touch = min(RENEW_INTERVAL, rt.settings.resume_grace / 3)
 
     async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
-        await until_disconnected(
+        reason = await race(
             follow(rt.store, position, sink.write, first=first,
                    heartbeat_interval=heartbeat, touch_interval=touch),
             disconnected,
+            rt.drain.expired(),
         )
+        if reason is not None:
+            # No id: the stream itself goes on, and can be resumed elsewhere.
+            with contextlib.suppress(OSError):
+                await sink.write(error_frame(reason))
 
     return EventStreamResponse(produce, {"X-Stream-Id": position.stream_id, **headers})
 
@@ -185,7 +193,7 @@ async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
     producer_limits = replace(rt.limits, heartbeat_interval=None)
     producer = Producer(
         rt.store, Relay(events, producer_limits, stream_id), stream_id,
-        grace=rt.settings.resume_grace,
+        grace=rt.settings.resume_grace, drain=rt.drain,
         log_fields={"model": body.model, "mode": body.mode.value, "request_id": request_id},
     )
     rt.producers[stream_id] = producer
@@ -417,7 +425,8 @@ def create_app(settings: Settings) -> Starlette:
                 max_total_bytes=settings.store_max_bytes,
             )
         )
-        runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set())
+        runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set(),
+                          app.state.drain)
         try:
             yield {"runtime": runtime}
         finally:
@@ -442,8 +451,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},
     )
+    # Outside the lifespan: the server's signal handler reaches it to start draining.
+    app.state.drain = Drain(settings.drain_timeout)
+    return app

@@ -80,21 +80,48 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def serve(settings: Settings) -> None:
+    """Run the app under uvicorn; SIGTERM drains open streams before exiting 0."""
+    import signal
+    import socket
+    from types import FrameType
+
     import uvicorn
 
     from .api import create_app
     from .logs import configure
 
     configure(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+
+    class DrainingServer(uvicorn.Server):
+        # uvicorn stops accepting and waits for open connections; we make the
+        # streams among them end by themselves once the drain time is up.
+        loop: asyncio.AbstractEventLoop | None = None
+
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:
+                # A drained shutdown is a clean one: exit 0 rather than have
+                # uvicorn re-raise SIGTERM once it is done.
+                self._captured_signals.remove(sig)
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(app.state.drain.start)
+
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=5,
+        # Past the drain, streams end with `shutting_down` frames within seconds.
+        timeout_graceful_shutdown=int(settings.drain_timeout) + 10,
     )
+    DrainingServer(config).run()
 
 
 def _body(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

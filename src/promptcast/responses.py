@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .errors import PromptcastError
 from .relay import HEARTBEAT
 
 SSE_HEADERS = {
@@ -95,14 +96,34 @@ async def first_of(work: Awaitable[T], disconnected: Disconnected, limit: float,
     raise on_timeout()
 
 
-async def until_disconnected(work: Awaitable[Any], disconnected: Disconnected) -> None:
-    """Run `work` until it ends or the client leaves, whichever is first."""
+async def race(
+    work: Awaitable[Any], disconnected: Disconnected, stop: Awaitable[PromptcastError]
+) -> PromptcastError | None:
+    """Run `work` until it ends, the client leaves, or `stop` gives a reason to end it."""
     task = asyncio.ensure_future(work)
     watch = asyncio.ensure_future(disconnected())
+    stopper = asyncio.ensure_future(stop)
     try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, watch, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for pending in (task, watch):
+        for pending in (task, watch, stopper):
             pending.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError):
             await task
+    if stopper.done() and not stopper.cancelled() and not task.done():
+        return stopper.result()
+    return None
+
+
+async def first_reason(
+    disconnected: Disconnected, stop: Awaitable[PromptcastError]
+) -> PromptcastError | None:
+    """None when the client leaves, or `stop`'s reason if it comes first."""
+    watch = asyncio.ensure_future(disconnected())
+    stopper = asyncio.ensure_future(stop)
+    try:
+        done, _ = await asyncio.wait({watch, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        stopper.cancel()
+    return stopper.result() if stopper in done else None

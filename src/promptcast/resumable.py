@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import orjson
 
 from . import sse
+from .drain import Drain
 from .errors import (
     ProducerLost,
     PromptcastError,
@@ -61,11 +62,12 @@ class Producer:
     """Runs one stream's relay into the store until it ends, whoever is reading."""
 
     def __init__(self, store: StreamStore, relay: Relay, stream_id: str, *, grace: float,
-                 log_fields: dict[str, object]) -> None:
+                 drain: Drain, log_fields: dict[str, object]) -> None:
         self._store = store
         self._relay = relay
         self.stream_id = stream_id
         self._grace = grace
+        self._drain = drain
         self._log_fields = log_fields
         self._cancel = asyncio.Event()
 
@@ -84,6 +86,8 @@ class Producer:
                     await self._cancel.wait()
             if self._cancel.is_set():
                 return StreamStopped("the stream was cancelled")
+            if self._drain.over:
+                return self._drain.error()
             try:
                 control = await self._store.renew(self.stream_id)
             except StoreUnavailable as exc:

@@ -52,6 +52,8 @@ class Settings:
     store_max_bytes: int = 256 * 1024 * 1024
     lease_ttl: float = 5.0
 
+    drain_timeout: float = 30.0
+
     log_level: str = "info"
 
     models: ModelTable = field(default_factory=lambda: ModelTable.build({}), compare=False)
@@ -81,7 +83,7 @@ class Settings:
     def _check(self) -> None:
         for name in ("first_token_timeout", "idle_timeout", "total_timeout",
                      "heartbeat_interval", "connect_timeout", "resume_grace", "stream_ttl",
-                     "lease_ttl"):
+                     "lease_ttl", "drain_timeout"):
             if not getattr(self, name) > 0:  # NaN is not a number of seconds either
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive number of seconds")
         for name in ("max_body_bytes", "max_prompt_chars", "max_opening_chars",
