@@ -98,8 +98,7 @@ async def stored(store: StreamStore, n: int, stream_id: str) -> tuple[float, flo
     start_cpu, start = time.process_time(), time.perf_counter()
     await store.create(stream_id, None)
     producer = Producer(store, Relay(Events(n), LIMITS, stream_id), stream_id, grace=60,
-                        drain=Drain(30),
-                        log_fields={"model": "bench", "mode": "bench", "request_id": None})
+                        drain=Drain(30), on_end=lambda stats: None)
     task = asyncio.ensure_future(producer.run())
     done = await follow(store, Position(stream_id, 0), sink.write, first=None,
                         heartbeat_interval=15)

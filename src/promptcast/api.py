@@ -7,12 +7,14 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -29,10 +31,12 @@ from .errors import (
     StreamTimeout,
     UnsupportedMediaType,
 )
-from .logs import log_stream
+from .logs import RequestIdMiddleware, log_stream, request_id_var
+from .metrics import CONTENT_TYPE, Metrics
 from .providers import ProviderRegistry
+from .providers.llama import local_model_present
 from .redact import Redactor
-from .relay import Limits, Relay, error_frame
+from .relay import Limits, Relay, StreamStats, error_frame
 from .responses import (
     ClientSink,
     Disconnected,
@@ -73,6 +77,7 @@ class Runtime:
     producers: dict[str, Producer]
     tasks: set[asyncio.Task[None]]
     drain: Drain
+    metrics: Metrics
 
 
 def _error_response(exc: PromptcastError, request_id: str | None = None) -> JSONResponse:
@@ -88,10 +93,7 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    if given and len(given) <= 128 and given.isascii() and given.isprintable():
-        return given
-    return secrets.token_hex(8)
+    return request_id_var.get() or secrets.token_hex(8)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -130,10 +132,18 @@ def _stream_response(
         async def stopped() -> PromptcastError | None:
             return await first_reason(disconnected, rt.drain.expired())
 
+        rt.metrics.started(log_fields["model"])
         stats = await relay.run(sink, stopped)
-        log_stream(stats, request_id=request_id, **log_fields)
+        _finished(rt, stats, request_id=request_id, **log_fields)
 
     return EventStreamResponse(produce, {"X-Stream-Id": stream_id, "X-Request-ID": request_id})
+
+
+def _finished(rt: Runtime, stats: StreamStats, *, model: str, mode: str,
+              request_id: str | None) -> None:
+    """One stream ended: its log line and its metrics."""
+    log_stream(stats, model=model, mode=mode, request_id=request_id)
+    rt.metrics.finished(stats, model)
 
 
 def _follow_response(rt: Runtime, position: Position, first: Batch | None,
@@ -194,8 +204,10 @@ async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
     producer = Producer(
         rt.store, Relay(events, producer_limits, stream_id), stream_id,
         grace=rt.settings.resume_grace, drain=rt.drain,
-        log_fields={"model": body.model, "mode": body.mode.value, "request_id": request_id},
+        on_end=partial(_finished, rt, model=body.model, mode=body.mode.value,
+                       request_id=request_id),
     )
+    rt.metrics.started(body.model)
     rt.producers[stream_id] = producer
     task = asyncio.get_running_loop().create_task(producer.run(), name=f"producer-{stream_id}")
     rt.tasks.add(task)
@@ -211,6 +223,7 @@ async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
 async def _optimize(request: Request, *, gateway: bool) -> Response:
     rt = _runtime(request)
     request_id = _request_id(request)
+    body: OptimizeRequest | None = None
     try:
         data = await read_json(request, rt.settings.max_body_bytes)
         body = _parse_optimize(rt, data)
@@ -228,6 +241,7 @@ async def _optimize(request: Request, *, gateway: bool) -> Response:
         source = rt.gateway if gateway else rt.local_source
         events = await _opened(request, rt, source.open(body, request_id))
     except PromptcastError as exc:
+        rt.metrics.error(body.model if body is not None else "", exc.error_code)
         return _error_response(exc, request_id)
     return _stream_response(rt, events, request_id, {"model": body.model, "mode": body.mode.value})
 
@@ -327,6 +341,7 @@ async def chat_completions(request: Request) -> Response:
     """POST /v1/chat/completions, OpenAI-compatible."""
     rt = _runtime(request)
     request_id = _request_id(request)
+    data: dict[str, Any] = {}
     try:
         data = await read_json(request, rt.settings.max_body_bytes)
         body = parse_chat(data, default_model=rt.settings.models.default)
@@ -337,6 +352,7 @@ async def chat_completions(request: Request) -> Response:
                 result = await collect(stream, chat.model)
             return JSONResponse(result, headers={"X-Request-ID": request_id})
     except PromptcastError as exc:
+        rt.metrics.error(str(data.get("model") or ""), exc.error_code)
         return _error_response(exc, request_id)
     events = ChunkEvents(stream, include_usage=body.include_usage)
     return _stream_response(rt, events, request_id, {"model": chat.model, "mode": "chat"})
@@ -364,7 +380,34 @@ async def list_models(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """GET /healthz: the process is alive."""
     return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """GET /readyz: the streams store answers and the default model can be used."""
+    rt = _runtime(request)
+    checks: dict[str, str] = {}
+    try:
+        await rt.store.ping()
+        checks["store"] = "ok"
+    except StoreUnavailable as exc:
+        checks["store"] = exc.message
+    spec = rt.settings.models.get_spec(rt.settings.models.default)
+    if not spec.available:
+        checks["default_model"] = f"{spec.name}: {spec.unavailable_reason}"
+    elif spec.provider == "llama" and not local_model_present(rt.settings.local_model_path):
+        checks["default_model"] = f"{spec.name}: the model file is missing"
+    else:
+        checks["default_model"] = "ok"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: Prometheus text format."""
+    return Response(_runtime(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 async def index(request: Request) -> Response:
@@ -426,7 +469,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
         runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set(),
-                          app.state.drain)
+                          app.state.drain, app.state.metrics)
         try:
             yield {"runtime": runtime}
         finally:
@@ -449,13 +492,17 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},
+        middleware=[Middleware(RequestIdMiddleware)],
     )
     # Outside the lifespan: the server's signal handler reaches it to start draining.
     app.state.drain = Drain(settings.drain_timeout)
+    app.state.metrics = Metrics()
     return app

@@ -118,6 +118,7 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         loop="uvloop",
         http="httptools",
+        access_log=False,  # promptcast.access logs each request, with its request id
         # Past the drain, streams end with `shutting_down` frames within seconds.
         timeout_graceful_shutdown=int(settings.drain_timeout) + 10,
     )

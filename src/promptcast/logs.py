@@ -1,14 +1,66 @@
-"""Structured log lines: one JSON object per finished stream."""
+"""Logging: the request id on every line, one access line per request, one line per stream."""
 
 from __future__ import annotations
 
 import logging
+import secrets
+import time
+from contextvars import ContextVar
 
 import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .relay import StreamStats
 
 stream_log = logging.getLogger("promptcast.stream")
+access_log = logging.getLogger("promptcast.access")
+
+# Set per request by RequestIdMiddleware; detached producer tasks inherit it.
+request_id_var: ContextVar[str | None] = ContextVar("promptcast_request_id", default=None)
+
+
+def valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (its X-Request-ID, or a new one) and logs one access line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        request_id = given if valid_request_id(given) else secrets.token_hex(8)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
+                            (time.perf_counter() - started) * 1000)
+            request_id_var.reset(token)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get() or "-"
+        return True
 
 
 def log_stream(stats: StreamStats, *, model: str, mode: str, request_id: str | None) -> None:
@@ -27,13 +79,20 @@ def log_stream(stats: StreamStats, *, model: str, mode: str, request_id: str | N
         "chunks": stats.chunks,
         "outcome": stats.outcome.value,
     }
+    if stats.completion_tokens:
+        record["completion_tokens"] = stats.completion_tokens
     if stats.error_code:
         record["error"] = stats.error_code
     stream_log.info(orjson.dumps(record).decode())
 
 
 def configure(level: str) -> None:
-    """Plain one-line records on stderr, at `level`."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    """One-line records on stderr at `level`, each with its request id."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -107,7 +107,16 @@ def load_models_file(path: Path) -> list[ModelSpec]:
     table = data.get("models", {})
     if not isinstance(table, dict):
         raise ValueError(f"{path}: `models` must be a table of [models.\"name\"] entries")
-    return [_spec_from_toml(name, entry, str(path)) for name, entry in table.items()]
+    specs = [_spec_from_toml(name, entry, str(path)) for name, entry in table.items()]
+    known = {spec.name for spec in specs} | {spec.name for spec in _builtin()}
+    for spec in specs:
+        for fallback in spec.fallbacks:
+            if fallback not in known:
+                raise ValueError(
+                    f"{path}: [models.{spec.name!r}]: unknown fallback {fallback!r}; "
+                    f"known models: {', '.join(sorted(known))}"
+                )
+    return specs
 
 
 class ModelTable:
@@ -178,6 +187,10 @@ class ModelTable:
                 field="model",
             )
         return spec
+
+    def get_spec(self, name: str) -> ModelSpec:
+        """The spec for `name`, usable or not (KeyError if unknown)."""
+        return self._specs[name]
 
     def usable_names(self) -> list[str]:
         return [s.name for s in self._specs.values() if s.available]

@@ -31,5 +31,8 @@ def safe_url(url: str) -> str:
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port out of range or not a number
+        port = ""
     return f"{parts.scheme}://{host}{port}"

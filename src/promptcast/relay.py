@@ -51,6 +51,10 @@ _TERMINAL_TYPES = ("error", "timeout")
 _TERMINAL_WRITE_TIMEOUT = 5.0
 
 
+class _ClientGone(Exception):
+    """Writing to the sink failed: the reader is gone."""
+
+
 class Outcome(enum.StrEnum):
     DONE = "done"
     TIMEOUT = "timeout"
@@ -77,6 +81,8 @@ class StreamStats:
     chunks: int = 0
     outcome: Outcome = Outcome.CANCELLED
     error_code: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 def error_frame(exc: PromptcastError, event_id: str | None = None) -> bytes:
@@ -111,7 +117,8 @@ class Relay:
         if event.event == "message" and "\n" not in data and "\r" not in data:
             # The hot path: one JSON line, framed with one bytes format.
             return b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, data.encode())
-        return sse.encode(data, event=event.event, id=f"{self._stream_id}.{self._seq}")
+        kind = None if event.event == "message" else event.event
+        return sse.encode(data, event=kind, id=f"{self._stream_id}.{self._seq}")
 
     async def run(self, sink: Sink, stopped: Stopped) -> StreamStats:
         """Pump events into `sink` until a terminal frame, a limit, or `stopped()` returns."""
@@ -128,8 +135,13 @@ class Relay:
             main.uncancel()
         except PromptcastError as exc:
             self._reason = exc
-        except OSError:
+        except _ClientGone:
             self._client_gone = True
+        except OSError as exc:
+            # Raised by the upstream side, not the client's: the client is
+            # still there and must be told.
+            self._reason = UpstreamError(f"the upstream connection failed: {type(exc).__name__}",
+                                         code="upstream_closed")
         except Exception as exc:
             log.exception("stream %s failed", self._stream_id)
             self._reason = UpstreamError(f"internal error: {type(exc).__name__}",
@@ -175,11 +187,24 @@ class Relay:
                 stats.outcome = Outcome.DONE
                 return self._frame(event)
             frame = self._frame(event)
-            await sink.event(self._seq, frame)
+            try:
+                await sink.event(self._seq, frame)
+            except OSError as exc:
+                raise _ClientGone from exc
             self._last_write = self._loop.time()
             stats.chunks += 1
+            if '"usage":{' in event.data:
+                self._count_usage(event.data)
         raise UpstreamError("the upstream ended the stream before it was complete",
                             code="upstream_closed")
+
+    def _count_usage(self, data: str) -> None:
+        # Only the (usually last) chunk carrying `usage` is parsed, for metrics.
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError, ValueError,
+                                 KeyError):
+            usage = orjson.loads(data)["usage"]
+            self.stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.stats.completion_tokens = int(usage.get("completion_tokens") or 0)
 
     def _stop(self, main: asyncio.Task[object], reason: PromptcastError | None) -> None:
         if self._finished:
@@ -218,11 +243,11 @@ class Relay:
                     # not also stop the deadlines from being enforced.
                     async with asyncio.timeout(read_deadline - now):
                         await sink.heartbeat()
+                except TimeoutError:  # an OSError too: it must come first
+                    self._stop(main, StreamTimeout("the client stopped reading the stream"))
+                    return
                 except OSError:
                     self._stop(main, None)
-                    return
-                except TimeoutError:
-                    self._stop(main, StreamTimeout("the client stopped reading the stream"))
                     return
                 continue
             await asyncio.sleep(min(read_deadline, heartbeat_at) - now)

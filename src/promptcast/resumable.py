@@ -31,8 +31,7 @@ from .errors import (
     StreamStopped,
     error_payload,
 )
-from .logs import log_stream
-from .relay import Relay
+from .relay import Relay, StreamStats
 from .streams import Batch, StreamStore
 
 log = logging.getLogger("promptcast.resumable")
@@ -62,13 +61,13 @@ class Producer:
     """Runs one stream's relay into the store until it ends, whoever is reading."""
 
     def __init__(self, store: StreamStore, relay: Relay, stream_id: str, *, grace: float,
-                 drain: Drain, log_fields: dict[str, object]) -> None:
+                 drain: Drain, on_end: Callable[[StreamStats], None]) -> None:
         self._store = store
         self._relay = relay
         self.stream_id = stream_id
         self._grace = grace
         self._drain = drain
-        self._log_fields = log_fields
+        self._on_end = on_end
         self._cancel = asyncio.Event()
 
     def cancel(self) -> None:
@@ -77,7 +76,7 @@ class Producer:
 
     async def run(self) -> None:
         stats = await self._relay.run(StoreSink(self._store, self.stream_id), self._supervise)
-        log_stream(stats, **self._log_fields)  # type: ignore[arg-type]
+        self._on_end(stats)
 
     async def _supervise(self) -> PromptcastError:
         while True:

@@ -44,6 +44,14 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 
+def local_model_present(path: Path | None) -> bool:
+    """Whether the embedded model's file is where it will be loaded from."""
+    try:
+        return (path or default_model_path()).is_file()
+    except FileNotFoundError:
+        return False
+
+
 class LlamaProvider:
     """Serves the `llama` provider from one llama.cpp model, loaded on first use."""
 

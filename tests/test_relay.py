@@ -1,0 +1,614 @@
+"""The relay, driven directly: a scripted upstream, a sink that records bytes, a controlled stop.
+
+Every test checks the two promises the relay makes whatever happens: the
+upstream is closed exactly once, and at most one terminal frame is written,
+as the last thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from promptcast import relay as relay_module
+from promptcast.errors import (
+    PromptcastError,
+    SSEProtocolError,
+    StreamTimeout,
+    UpstreamError,
+)
+from promptcast.relay import HEARTBEAT, Limits, Outcome, Relay, StreamStats
+from promptcast.sse import Decoder, Event
+
+pytestmark = pytest.mark.anyio
+
+TINY = Limits(first_token_timeout=0.2, idle_timeout=0.2, total_timeout=1,
+              heartbeat_interval=0.05)
+# For tests about something else: no timeout can fire before the hang guard.
+PATIENT = Limits(first_token_timeout=30, idle_timeout=30, total_timeout=60,
+                 heartbeat_interval=0.05)
+
+CHUNK_1 = '{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"首先"}}]}'  # noqa: E501
+CHUNK_2 = '{"id":"chatcmpl-1", "choices": [ {"delta": {"content": "，明确\\u89d2色"}} ] }'
+DONE = Event("[DONE]")
+FOREVER = "forever"  # a step: the upstream goes silent and never speaks again
+
+
+@dataclass
+class Upstream:
+    """A scripted event stream.
+
+    Steps: an `Event` is yielded; an `asyncio.Event` is waited for; an
+    exception is raised; FOREVER waits for ever; a float starts a trickle of
+    one chunk per that many seconds, for ever.
+    """
+
+    steps: list[Any]
+    closed: int = 0
+    cancelled: bool = False
+    yielded: int = 0
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        try:
+            for step in self.steps:
+                if isinstance(step, Event):
+                    self.yielded += 1
+                    yield step
+                elif isinstance(step, asyncio.Event):
+                    self.waiting.set()
+                    await step.wait()
+                    self.waiting.clear()
+                elif isinstance(step, BaseException):
+                    raise step
+                elif step == FOREVER:
+                    self.waiting.set()
+                    await asyncio.Event().wait()
+                elif isinstance(step, float):
+                    while True:
+                        await asyncio.sleep(step)  # a slow model, not a wait in the test
+                        self.yielded += 1
+                        yield Event(CHUNK_1)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+@dataclass
+class Sink:
+    """Records what the client would receive, as bytes, in order.
+
+    `fail_on` names the calls ("event", "terminal", "heartbeat") that raise
+    OSError, as a socket to a gone client does; `hang_on` those that never return.
+    `on_heartbeat` maps a heartbeat count to an asyncio.Event to set.
+    """
+
+    wire: list[bytes] = field(default_factory=list)
+    seqs: list[tuple[str, int]] = field(default_factory=list)
+    fail_on: tuple[str, ...] = ()
+    hang_on: tuple[str, ...] = ()
+    attempts: list[str] = field(default_factory=list)
+    on_heartbeat: dict[int, asyncio.Event] = field(default_factory=dict)
+    on_event: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    async def _write(self, kind: str, frame: bytes) -> None:
+        self.attempts.append(kind)
+        if kind in self.fail_on:
+            raise BrokenPipeError(32, "Broken pipe")
+        if kind in self.hang_on:
+            await asyncio.Event().wait()
+        self.wire.append(frame)
+
+    async def event(self, seq: int, frame: bytes) -> None:
+        await self._write("event", frame)
+        self.seqs.append(("event", seq))
+        if gate := self.on_event.get(len(self.frames)):
+            gate.set()
+
+    async def terminal(self, seq: int, frame: bytes) -> None:
+        await self._write("terminal", frame)
+        self.seqs.append(("terminal", seq))
+
+    async def heartbeat(self) -> None:
+        await self._write("heartbeat", HEARTBEAT)
+        if gate := self.on_heartbeat.get(self.wire.count(HEARTBEAT)):
+            gate.set()
+
+    @property
+    def frames(self) -> list[bytes]:
+        """What was written, heartbeats left out."""
+        return [b for b in self.wire if b != HEARTBEAT]
+
+
+class Client:
+    """The `stopped` callable: returns when the test says the client left (or what to end with)."""
+
+    def __init__(self) -> None:
+        self._gone = asyncio.Event()
+        self._reason: PromptcastError | None = None
+
+    def leave(self, reason: PromptcastError | None = None) -> None:
+        self._reason = reason
+        self._gone.set()
+
+    async def stopped(self) -> PromptcastError | None:
+        await self._gone.wait()
+        return self._reason
+
+
+async def relay(
+    upstream: Upstream,
+    sink: Sink | None = None,
+    limits: Limits = TINY,
+    client: Client | None = None,
+) -> tuple[StreamStats, Sink]:
+    sink = sink or Sink()
+    stats = await Relay(upstream, limits, "S").run(sink, (client or Client()).stopped)
+    return stats, sink
+
+
+def error_data(frame: bytes) -> dict[str, Any]:
+    (event,) = Decoder().feed(frame)
+    data: dict[str, Any] = orjson.loads(event.data)
+    return data
+
+
+def check_invariants(upstream: Upstream, sink: Sink) -> None:
+    """Closed exactly once; heartbeats are whole; terminal frames only at the end, at most one."""
+    assert upstream.closed == 1
+    for write in sink.wire:
+        assert write == HEARTBEAT or (write.startswith(b"id: ") and write.endswith(b"\n\n"))
+        assert b"\n\n" not in write[:-2]  # one write is one frame, never two, never half
+    decoded = Decoder().feed(b"".join(sink.wire))
+    assert len(decoded) == len(sink.frames)
+    terminal = [i for i, e in enumerate(decoded)
+                if (e.event, e.data) == ("message", "[DONE]") or e.event in ("error", "timeout")]
+    assert terminal in ([], [len(decoded) - 1])
+    assert [kind for kind, _ in sink.seqs].count("terminal") == len(terminal)
+
+
+def test_heartbeat_bytes() -> None:
+    assert HEARTBEAT == b": keep-alive\n\n"
+
+
+# ------------------------------------------------------------------ normal run
+
+
+async def test_normal_run_exact_bytes() -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1), Event(CHUNK_2, id="upstream-7"), DONE,
+                             Event("after the end")])
+        stats, sink = await relay(upstream)
+    assert sink.wire == [
+        f"id: S.1\ndata: {CHUNK_1}\n\n".encode(),
+        f"id: S.2\ndata: {CHUNK_2}\n\n".encode(),
+        b"id: S.3\ndata: [DONE]\n\n",
+    ]
+    assert sink.seqs == [("event", 1), ("event", 2), ("terminal", 3)]
+    assert upstream.yielded == 3  # nothing read after [DONE]
+    assert (stats.outcome, stats.chunks, stats.error_code) == (Outcome.DONE, 2, None)
+    assert stats.stream_id == "S"
+    assert stats.first_event_after is not None
+    assert 0 <= stats.first_event_after <= stats.duration
+    check_invariants(upstream, sink)
+
+
+async def test_done_right_away() -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([DONE])
+        stats, sink = await relay(upstream)
+    assert sink.wire == [b"id: S.1\ndata: [DONE]\n\n"]
+    assert (stats.outcome, stats.chunks) == (Outcome.DONE, 0)
+    check_invariants(upstream, sink)
+
+
+@pytest.mark.parametrize(
+    ("event", "frame"),
+    [
+        (Event("line one\nline two"), b"id: S.1\ndata: line one\ndata: line two\n\n"),
+        (Event("a\n\nb\n"), b"id: S.1\ndata: a\ndata: \ndata: b\ndata: \n\n"),
+        (Event(""), b"id: S.1\ndata: \n\n"),
+        (Event("  spaced  "), b"id: S.1\ndata:   spaced  \n\n"),
+        (Event("x", event="progress"), b"id: S.1\nevent: progress\ndata: x\n\n"),
+        (Event("[DONE]", event="progress"), b"id: S.1\nevent: progress\ndata: [DONE]\n\n"),
+        (Event("[DONE] "), b"id: S.1\ndata: [DONE] \n\n"),
+    ],
+    ids=["multi-line", "blank-lines", "empty", "spaces", "named", "named-done", "not-done"],
+)
+async def test_event_framing(event: Event, frame: bytes) -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([event, DONE])
+        stats, sink = await relay(upstream)
+    assert sink.wire == [frame, b"id: S.2\ndata: [DONE]\n\n"]
+    assert Decoder().feed(frame) == [Event(event.data, event.event, "S.1")]
+    assert stats.chunks == 1
+    check_invariants(upstream, sink)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}',
+        '{"choices":[{"index":0,"delta":{},"usage":{"completion_tokens":3}}]}',
+        '{"choices":[],"usage":{"prompt_tokens":"many"}}',
+        '{"choices":[],"usage":{}',
+        'not json, "usage":{ anyway',
+    ],
+    ids=["top-level", "nested", "odd-values", "truncated", "not-json"],
+)
+async def test_chunks_mentioning_usage_are_relayed_untouched(data: str) -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1), Event(data), DONE])
+        stats, sink = await relay(upstream)
+    assert sink.frames == [
+        f"id: S.1\ndata: {CHUNK_1}\n\n".encode(),
+        f"id: S.2\ndata: {data}\n\n".encode(),
+        b"id: S.3\ndata: [DONE]\n\n",
+    ]
+    assert (stats.outcome, stats.chunks) == (Outcome.DONE, 2)
+    check_invariants(upstream, sink)
+
+
+# ------------------------------------------------------- terminal frames passed through
+
+UPSTREAM_ERROR = '{"code": "rate_limited",  "message":"slow down", "extra": [1, 2]}'
+UPSTREAM_TIMEOUT = '{"code":"timeout","message":"no first token within 3 s"}'
+
+
+@pytest.mark.parametrize(
+    ("event", "outcome", "code"),
+    [
+        (Event(UPSTREAM_ERROR, event="error"), Outcome.ERROR, "rate_limited"),
+        (Event(UPSTREAM_TIMEOUT, event="timeout"), Outcome.TIMEOUT, "timeout"),
+        (Event("not json at all", event="error"), Outcome.ERROR, None),
+        (Event('["a list"]', event="error"), Outcome.ERROR, None),
+        (Event("line 1\nline 2", event="error"), Outcome.ERROR, None),
+    ],
+)
+async def test_upstream_terminal_frame_is_passed_through(
+    event: Event, outcome: Outcome, code: str | None
+) -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1), event, Event(CHUNK_2), DONE])
+        stats, sink = await relay(upstream)
+    assert sink.frames[0] == f"id: S.1\ndata: {CHUNK_1}\n\n".encode()
+    terminal = sink.frames[-1]
+    assert len(sink.frames) == 2
+    assert Decoder().feed(terminal) == [Event(event.data, event.event, "S.2")]
+    assert terminal.startswith(f"id: S.2\nevent: {event.event}\n".encode())
+    assert (stats.outcome, stats.error_code, stats.chunks) == (outcome, code, 1)
+    assert upstream.yielded == 2
+    check_invariants(upstream, sink)
+
+
+# ------------------------------------------------------------- errors mid-stream
+
+
+@pytest.mark.parametrize("chunks", [0, 2])
+async def test_stream_ending_without_done_is_an_error(chunks: int) -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1)] * chunks)
+        stats, sink = await relay(upstream)
+    assert len(sink.frames) == chunks + 1
+    terminal = sink.frames[-1]
+    assert terminal.startswith(f"id: S.{chunks + 1}\nevent: error\ndata: ".encode())
+    assert error_data(terminal) == {
+        "code": "upstream_closed",
+        "message": "the upstream ended the stream before it was complete",
+    }
+    assert b"[DONE]" not in b"".join(sink.wire)
+    assert (stats.outcome, stats.error_code, stats.chunks) == (Outcome.ERROR, "upstream_closed",
+                                                               chunks)
+    check_invariants(upstream, sink)
+
+
+@pytest.mark.parametrize(
+    ("error", "event", "code"),
+    [
+        (SSEProtocolError("SSE line longer than max_line_bytes=1024"), "error",
+         "bad_upstream_stream"),
+        (UpstreamError("the model service dropped the connection mid-stream",
+                       code="upstream_closed"), "error", "upstream_closed"),
+        (UpstreamError("rate limited", upstream_status=429), "error", "upstream_rate_limited"),
+        (StreamTimeout("the provider gave up"), "timeout", "timeout"),
+    ],
+)
+@pytest.mark.parametrize("chunks", [0, 1])
+async def test_promptcast_error_mid_stream_becomes_its_frame(
+    error: PromptcastError, event: str, code: str, chunks: int
+) -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1)] * chunks + [error, DONE])
+        stats, sink = await relay(upstream)
+    assert len(sink.frames) == chunks + 1
+    terminal = sink.frames[-1]
+    assert terminal.startswith(f"id: S.{chunks + 1}\nevent: {event}\ndata: ".encode())
+    assert error_data(terminal) == {"code": code, "message": error.message}
+    expected = Outcome.TIMEOUT if event == "timeout" else Outcome.ERROR
+    assert (stats.outcome, stats.error_code, stats.chunks) == (expected, code, chunks)
+    check_invariants(upstream, sink)
+
+
+async def test_unexpected_exception_is_an_internal_error_that_leaks_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "password=hunter2 at http://admin:hunter2@10.0.0.9:6379"
+    with anyio.fail_after(5), caplog.at_level(logging.ERROR, "promptcast.relay"):
+        upstream = Upstream([Event(CHUNK_1), KeyError(secret), DONE])
+        stats, sink = await relay(upstream)
+    terminal = sink.frames[-1]
+    assert terminal.startswith(b"id: S.2\nevent: error\ndata: ")
+    data = error_data(terminal)
+    assert data["code"] == "internal_error"
+    assert "hunter2" not in terminal.decode()
+    assert "10.0.0.9" not in terminal.decode()
+    assert (stats.outcome, stats.error_code) == (Outcome.ERROR, "internal_error")
+    # The operator still gets the details, in the log.
+    assert any(r.exc_info and "S" in r.getMessage() for r in caplog.records)
+    check_invariants(upstream, sink)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionResetError(104, "Connection reset by peer"), TimeoutError("read timed out")],
+    ids=["connection-reset", "timeout-error"],
+)
+async def test_oserror_from_the_upstream_is_an_error_not_a_gone_client(error: OSError) -> None:
+    # The client is still there: it must learn that the stream failed.
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1), error, DONE])
+        stats, sink = await relay(upstream)
+    assert len(sink.frames) == 2
+    assert sink.frames[-1].startswith(b"id: S.2\nevent: error\n")
+    assert stats.outcome is Outcome.ERROR
+    check_invariants(upstream, sink)
+
+
+# --------------------------------------------------------------------- timeouts
+
+
+@pytest.mark.parametrize(
+    ("steps", "message", "chunks"),
+    [
+        ([FOREVER], "no first token within 0.2 s", 0),
+        ([Event(CHUNK_1), FOREVER], "no data from the model for 0.2 s", 1),
+        ([Event(CHUNK_1), Event(CHUNK_2), FOREVER], "no data from the model for 0.2 s", 2),
+        ([0.05], "the stream reached its 1 s limit", None),
+    ],
+    ids=["first-token", "idle", "idle-later", "total"],
+)
+async def test_timeouts_end_the_stream_with_a_timeout_frame(
+    steps: list[Any], message: str, chunks: int | None
+) -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream(steps)
+        stats, sink = await relay(upstream)
+    n = len(sink.frames)
+    terminal = sink.frames[-1]
+    assert terminal == (
+        f'id: S.{n}\nevent: timeout\ndata: {{"code":"timeout","message":"{message}"}}\n\n'
+    ).encode()
+    assert (stats.outcome, stats.error_code) == (Outcome.TIMEOUT, "timeout")
+    assert stats.chunks == n - 1
+    if chunks is not None:
+        assert stats.chunks == chunks
+    else:
+        assert stats.chunks >= 1  # the trickle kept it alive until the total limit
+    assert upstream.cancelled  # the upstream's pending read was stopped
+    assert (stats.first_event_after is None) is (chunks == 0)
+    check_invariants(upstream, sink)
+
+
+async def test_total_timeout_is_reported_when_it_comes_before_the_first_token() -> None:
+    limits = Limits(first_token_timeout=3, idle_timeout=3, total_timeout=0.2,
+                    heartbeat_interval=0.05)
+    with anyio.fail_after(5):
+        upstream = Upstream([FOREVER])
+        stats, sink = await relay(upstream, limits=limits)
+    assert error_data(sink.frames[-1]) == {
+        "code": "timeout", "message": "the stream reached its 0.2 s limit",
+    }
+    assert stats.outcome is Outcome.TIMEOUT
+    check_invariants(upstream, sink)
+
+
+# ------------------------------------------------------------------- heartbeats
+
+
+async def test_heartbeats_fill_silence_before_and_between_events() -> None:
+    first, second = asyncio.Event(), asyncio.Event()
+    sink = Sink(on_heartbeat={2: first, 4: second})
+    multi_line = Event("part one\npart two\npart three")
+    with anyio.fail_after(5):
+        upstream = Upstream([first, multi_line, second, Event(CHUNK_2), DONE])
+        stats, sink = await relay(upstream, sink, limits=PATIENT)
+    assert len(sink.frames) == 3
+    first_frame = sink.wire.index(sink.frames[0])
+    assert sink.wire[:first_frame].count(HEARTBEAT) >= 2  # while waiting for the first token
+    between = sink.wire[first_frame + 1 : sink.wire.index(sink.frames[1])]
+    assert between and set(between) == {HEARTBEAT}
+    assert (stats.outcome, stats.chunks) == (Outcome.DONE, 2)
+    # Read back as a client would, the heartbeats are invisible.
+    assert Decoder().feed(b"".join(sink.wire)) == [
+        Event(multi_line.data, id="S.1"), Event(CHUNK_2, id="S.2"), Event("[DONE]", id="S.3"),
+    ]
+    check_invariants(upstream, sink)
+
+
+async def test_no_heartbeats_when_they_are_switched_off() -> None:
+    limits = Limits(first_token_timeout=0.2, idle_timeout=0.2, total_timeout=1,
+                    heartbeat_interval=None)
+    with anyio.fail_after(5):
+        upstream = Upstream([FOREVER])
+        stats, sink = await relay(upstream, limits=limits)
+    assert HEARTBEAT not in sink.wire
+    assert sink.wire == sink.frames and len(sink.frames) == 1
+    assert stats.outcome is Outcome.TIMEOUT
+    check_invariants(upstream, sink)
+
+
+# ------------------------------------------------------------------- disconnect
+
+
+async def test_disconnect_mid_stream_stops_everything_without_a_terminal_frame() -> None:
+    client = Client()
+    written = asyncio.Event()
+    sink = Sink(on_event={1: written})
+    upstream = Upstream([Event(CHUNK_1), FOREVER])
+    with anyio.fail_after(5):
+        task = asyncio.ensure_future(relay(upstream, sink, limits=PATIENT, client=client))
+        await written.wait()
+        await upstream.waiting.wait()
+        client.leave()
+        stats, _ = await task
+    assert sink.frames == [f"id: S.1\ndata: {CHUNK_1}\n\n".encode()]
+    assert (stats.outcome, stats.error_code, stats.chunks) == (Outcome.CANCELLED, None, 1)
+    assert upstream.cancelled
+    check_invariants(upstream, sink)
+
+
+async def test_disconnect_before_the_first_token() -> None:
+    client = Client()
+    upstream = Upstream([FOREVER, DONE])
+    with anyio.fail_after(5):
+        task = asyncio.ensure_future(relay(upstream, limits=PATIENT, client=client))
+        await upstream.waiting.wait()
+        client.leave()
+        stats, sink = await task
+    assert sink.frames == []
+    assert (stats.outcome, stats.chunks, stats.first_event_after) == (Outcome.CANCELLED, 0, None)
+    assert upstream.cancelled
+    check_invariants(upstream, sink)
+
+
+class Deleted(PromptcastError):
+    status = 409
+    code = "cancelled"
+
+
+async def test_stopped_with_an_error_ends_the_stream_with_that_error() -> None:
+    client = Client()
+    upstream = Upstream([Event(CHUNK_1), FOREVER])
+    with anyio.fail_after(5):
+        task = asyncio.ensure_future(relay(upstream, limits=PATIENT, client=client))
+        await upstream.waiting.wait()
+        client.leave(Deleted("the stream was cancelled by its owner"))
+        stats, sink = await task
+    assert sink.frames[-1] == (
+        b'id: S.2\nevent: error\ndata: {"code":"cancelled",'
+        b'"message":"the stream was cancelled by its owner"}\n\n'
+    )
+    assert (stats.outcome, stats.error_code) == (Outcome.ERROR, "cancelled")
+    check_invariants(upstream, sink)
+
+
+async def test_server_shutdown_cancels_the_relay_and_still_closes_the_upstream() -> None:
+    upstream = Upstream([Event(CHUNK_1), FOREVER])
+    sink = Sink()
+    with anyio.fail_after(5):
+        task = asyncio.ensure_future(relay(upstream, sink, limits=PATIENT))
+        await upstream.waiting.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sink.frames == [f"id: S.1\ndata: {CHUNK_1}\n\n".encode()]
+    check_invariants(upstream, sink)
+
+
+# ------------------------------------------------------------- a client that is gone
+
+
+@pytest.mark.parametrize(
+    ("fail_on", "steps", "attempts"),
+    [
+        ("event", [Event(CHUNK_1), Event(CHUNK_2), DONE], ["event"]),
+        ("terminal", [Event(CHUNK_1), DONE], ["event", "terminal"]),
+        ("terminal", [Event(CHUNK_1)], ["event", "terminal"]),  # our own error frame
+        ("heartbeat", [FOREVER, DONE], ["heartbeat"]),
+    ],
+)
+async def test_write_raising_oserror_means_the_client_is_gone(
+    fail_on: str, steps: list[Any], attempts: list[str]
+) -> None:
+    sink = Sink(fail_on=(fail_on,))
+    with anyio.fail_after(5):
+        upstream = Upstream(steps)
+        stats, sink = await relay(upstream, sink, limits=PATIENT)
+    assert sink.attempts == attempts  # nothing more is written to a gone client
+    assert stats.outcome is Outcome.CANCELLED
+    check_invariants(upstream, sink)
+
+
+async def test_a_client_that_never_takes_the_terminal_frame_does_not_hold_the_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(relay_module, "_TERMINAL_WRITE_TIMEOUT", 0.1)
+    sink = Sink(hang_on=("terminal",))
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1), DONE])
+        stats, sink = await relay(upstream, sink)
+    assert sink.attempts == ["event", "terminal"]
+    assert stats.outcome is Outcome.CANCELLED
+    check_invariants(upstream, sink)
+
+
+@pytest.mark.parametrize(
+    ("hang_on", "outcome"),
+    [(("heartbeat",), Outcome.TIMEOUT), (("heartbeat", "terminal"), Outcome.CANCELLED)],
+    ids=["stalled-heartbeat", "stalled-heartbeat-and-terminal"],
+)
+async def test_a_client_that_stops_reading_during_silence_does_not_hold_the_stream(
+    monkeypatch: pytest.MonkeyPatch, hang_on: tuple[str, ...], outcome: Outcome
+) -> None:
+    monkeypatch.setattr(relay_module, "_TERMINAL_WRITE_TIMEOUT", 0.1)
+    sink = Sink(hang_on=hang_on)
+    with anyio.fail_after(5):
+        upstream = Upstream([FOREVER, DONE])
+        stats, sink = await relay(upstream, sink)
+    assert sink.attempts == ["heartbeat", "terminal"]
+    assert stats.outcome is outcome
+    if outcome is Outcome.TIMEOUT:
+        assert error_data(sink.frames[-1])["code"] == "timeout"
+    else:
+        assert sink.frames == []
+    check_invariants(upstream, sink)
+
+
+# ------------------------------------------------------------------------ stats
+
+
+async def test_stats_count_only_relayed_chunks() -> None:
+    with anyio.fail_after(5):
+        upstream = Upstream([Event(CHUNK_1)] * 5 + [DONE])
+        stats, sink = await relay(upstream)
+    assert stats.chunks == 5
+    assert len(sink.frames) == 6
+    assert stats.duration > 0
+    check_invariants(upstream, sink)
+
+
+async def test_first_event_after_measures_the_wait_for_the_first_event() -> None:
+    gate = asyncio.Event()
+    sink = Sink(on_heartbeat={1: gate})
+    with anyio.fail_after(5):
+        upstream = Upstream([gate, Event(CHUNK_1), DONE])
+        stats, sink = await relay(upstream, sink, limits=PATIENT)
+    # The first event came after a heartbeat, so after at least one heartbeat interval.
+    assert stats.first_event_after is not None
+    assert PATIENT.heartbeat_interval is not None
+    assert stats.first_event_after >= PATIENT.heartbeat_interval * 0.9
+    assert stats.first_event_after <= stats.duration
+    check_invariants(upstream, sink)
