@@ -440,7 +440,7 @@ async def test_a_client_that_stops_reading_is_cut_off(
     server = serve(idle_timeout=1.0, heartbeat_interval=0.2)
     big = "x" * 60_000
     upstream.enqueue(Script.chat([big] * 400))
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    _, writer = await asyncio.open_connection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
     body = json.dumps(PROMPT).encode()
     writer.write(b"POST /optimize-stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))

@@ -223,7 +223,7 @@ async def test_same_idempotency_key_joins_the_running_stream(
     gate = upstream.gate()
     upstream.enqueue(Script.chat(["one", gate, "two"]))
     headers = {"Idempotency-Key": "order-123-rewrite"}
-    stream_id, first = await read_some(f"{server.url}/optimize-stream", PROMPT, 1, headers)
+    stream_id, _ = await read_some(f"{server.url}/optimize-stream", PROMPT, 1, headers)
     second_post = post_stream(f"{server.url}/optimize-stream", PROMPT, headers=headers)
     gate.set()
     second = await second_post

@@ -28,32 +28,32 @@ async def test_sigterm_drains_then_ends_streams_with_shutting_down(
     short_gate, long_gate = upstream.gate(), upstream.gate()
     upstream.enqueue(Script.chat(["short", short_gate, " done"]),
                      Script.chat(["long", long_gate, " never"]))
-    async with httpx.AsyncClient(timeout=20) as client:
-        async with client.stream("POST", f"{server.url}/optimize-stream",
-                                 json={"prompt": "a"}) as short, \
-                client.stream("POST", f"{server.url}/optimize-stream",
-                              json={"prompt": "b"}) as long:
-            short_events: list[Event] = []
-            long_events: list[Event] = []
-            short_iter = events_of(short).__aiter__()
-            long_iter = events_of(long).__aiter__()
-            short_events.append(await short_iter.__anext__())
-            long_events.append(await long_iter.__anext__())
-            server.proc.send_signal(signal.SIGTERM)
-            # New connections are refused (within uvicorn's 0.1 s tick) while
-            # the old streams go on.
-            refused = False
-            for _ in range(300):
-                try:
-                    async with httpx.AsyncClient() as fresh:
-                        await fresh.get(f"{server.url}/healthz")
-                except httpx.ConnectError:
-                    refused = True
-                    break
-            assert refused
-            short_gate.set()
-            short_events += [e async for e in short_iter]
-            long_events += [e async for e in long_iter]
+    async with (
+        httpx.AsyncClient(timeout=20) as client,
+        client.stream("POST", f"{server.url}/optimize-stream", json={"prompt": "a"}) as short,
+        client.stream("POST", f"{server.url}/optimize-stream", json={"prompt": "b"}) as long,
+    ):
+        short_events: list[Event] = []
+        long_events: list[Event] = []
+        short_iter = events_of(short).__aiter__()
+        long_iter = events_of(long).__aiter__()
+        short_events.append(await short_iter.__anext__())
+        long_events.append(await long_iter.__anext__())
+        server.proc.send_signal(signal.SIGTERM)
+        # New connections are refused (within uvicorn's 0.1 s tick) while
+        # the old streams go on.
+        refused = False
+        for _ in range(300):
+            try:
+                async with httpx.AsyncClient() as fresh:
+                    await fresh.get(f"{server.url}/healthz")
+            except httpx.ConnectError:
+                refused = True
+                break
+        assert refused
+        short_gate.set()
+        short_events += [e async for e in short_iter]
+        long_events += [e async for e in long_iter]
     assert short_events[-1].data == "[DONE]"
     assert long_events[-1].event == "error"
     assert json.loads(long_events[-1].data)["code"] == "shutting_down"

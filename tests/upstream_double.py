@@ -159,10 +159,10 @@ class UpstreamDouble:
         with self._cond:
             return self._cond.wait_for(predicate, timeout)
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    async def until(self, predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
         """`wait_for` for async tests: waits in a thread, so the test's own loop keeps
         running (asyncio closes a socket only on the loop's next turn)."""
-        return await anyio.to_thread.run_sync(self.wait_for, predicate, timeout)
+        return await anyio.to_thread.run_sync(self.wait_for, predicate, seconds)
 
     def _changed(self, **delta: int) -> None:
         with self._cond:

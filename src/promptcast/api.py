@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .auth import build_middleware
 from .drain import Drain
 from .errors import (
     ClientGone,
@@ -122,11 +123,12 @@ def _new_stream_id() -> str:
 
 
 def _stream_response(
-    rt: Runtime, events: EventStream, request_id: str, log_fields: dict[str, Any]
+    rt: Runtime, events: EventStream, request_id: str, log_fields: dict[str, Any],
+    *, openai_errors: bool = False,
 ) -> EventStreamResponse:
     """Relay `events` straight to this client; its leaving cancels the upstream."""
     stream_id = _new_stream_id()
-    relay = Relay(events, rt.limits, stream_id)
+    relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors)
 
     async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
         async def stopped() -> PromptcastError | None:
@@ -355,7 +357,8 @@ async def chat_completions(request: Request) -> Response:
         rt.metrics.error(str(data.get("model") or ""), exc.error_code)
         return _error_response(exc, request_id)
     events = ChunkEvents(stream, include_usage=body.include_usage)
-    return _stream_response(rt, events, request_id, {"model": chat.model, "mode": "chat"})
+    return _stream_response(rt, events, request_id, {"model": chat.model, "mode": "chat"},
+                            openai_errors=True)
 
 
 async def list_models(request: Request) -> Response:
@@ -500,7 +503,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},
-        middleware=[Middleware(RequestIdMiddleware)],
+        # Request ids outermost; then CORS, API keys and limits (auth.py), each only if on.
+        middleware=[Middleware(RequestIdMiddleware), *build_middleware(settings)],
     )
     # Outside the lifespan: the server's signal handler reaches it to start draining.
     app.state.drain = Drain(settings.drain_timeout)

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream", metavar="URL",
                        help="relay to the model service at URL instead of running it in-process")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--allow-anonymous", action="store_true", default=None,
+                       help="serve a non-loopback --host without PROMPTCAST_API_KEYS "
+                            "(anyone who reaches it can use your models)")
     _timeouts(serve)
 
     optimize = commands.add_parser("optimize", help="rewrite a prompt, streamed to the terminal")
@@ -76,6 +79,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         idle_timeout=getattr(args, "idle_timeout", None),
         total_timeout=getattr(args, "total_timeout", None),
         heartbeat_interval=getattr(args, "heartbeat_interval", None),
+        allow_anonymous=getattr(args, "allow_anonymous", None),
     )
 
 
@@ -146,6 +150,16 @@ def _content(event: Event) -> str:
 
 
 async def _print_events(events: Any, out: TextIO) -> int:
+    try:
+        return await _write_events(events, out)
+    except BaseException:
+        # The message goes to stderr: end the partial text's line first.
+        out.write("\n")
+        out.flush()
+        raise
+
+
+async def _write_events(events: Any, out: TextIO) -> int:
     async for event in events:
         if event.event in ("error", "timeout"):
             payload = orjson.loads(event.data)
@@ -229,6 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.command == "serve":
+            from .auth import anonymous_refusal
+
+            if (refusal := anonymous_refusal(settings)) is not None:
+                print(f"promptcast: {refusal}", file=sys.stderr)
+                return 2
             serve(settings)
             return 0
         if args.command == "models":

@@ -85,18 +85,27 @@ class StreamStats:
     completion_tokens: int = 0
 
 
-def error_frame(exc: PromptcastError, event_id: str | None = None) -> bytes:
-    """The terminal `event: error` / `event: timeout` frame for `exc`."""
-    return sse.encode(
-        orjson.dumps(error_payload(exc)).decode(), event=exc.sse_event, id=event_id
-    )
+def error_frame(exc: PromptcastError, event_id: str | None = None, *,
+                openai_style: bool = False) -> bytes:
+    """The terminal `event: error` / `event: timeout` frame for `exc`.
+
+    `openai_style` wraps the payload as `{"error": {...}}`, the shape the
+    OpenAI SDKs raise on; our own clients read `{"code", "message"}`.
+    """
+    payload: dict[str, object] = dict(error_payload(exc))
+    if openai_style:
+        payload = {"error": {"message": exc.message, "type": exc.sse_event,
+                             "code": exc.error_code}}
+    return sse.encode(orjson.dumps(payload).decode(), event=exc.sse_event, id=event_id)
 
 
 class Relay:
     """Relays one event stream into one sink; `run()` returns when the stream has ended."""
 
-    def __init__(self, events: EventStream, limits: Limits, stream_id: str) -> None:
+    def __init__(self, events: EventStream, limits: Limits, stream_id: str, *,
+                 openai_errors: bool = False) -> None:
         self._events = events
+        self._openai_errors = openai_errors
         self._limits = limits
         self.stats = StreamStats(stream_id)
         self._id_prefix = f"id: {stream_id}.".encode()
@@ -160,7 +169,8 @@ class Relay:
                              else Outcome.ERROR)
             stats.error_code = self._reason.error_code
             self._seq += 1
-            terminal = error_frame(self._reason, f"{self._stream_id}.{self._seq}")
+            terminal = error_frame(self._reason, f"{self._stream_id}.{self._seq}",
+                                   openai_style=self._openai_errors)
         if terminal is not None and not self._client_gone:
             try:
                 async with asyncio.timeout(_TERMINAL_WRITE_TIMEOUT):

@@ -54,8 +54,12 @@ purify.addHook('afterSanitizeAttributes', (node) => {
 
 const PURIFY_CONFIG = {
   ALLOWED_TAGS,
-  ALLOWED_ATTR: ['href', 'title', 'align', 'start', 'class', 'rel', 'target', 'referrerpolicy'],
+  ALLOWED_ATTR: ['href', 'title', 'align', 'start', 'class'],
+  // Links may only be http(s), mailto or in-page. DOMPurify tests every
+  // attribute that is not "URI-safe" against this pattern, so the two plain
+  // ones we allow are declared URI-safe.
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#)/i,
+  ADD_URI_SAFE_ATTR: ['align', 'start'],
   ALLOW_DATA_ATTR: false,
   ALLOW_ARIA_ATTR: false,
   RETURN_DOM_FRAGMENT: true,
