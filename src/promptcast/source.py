@@ -151,7 +151,8 @@ class _HttpEvents:
     def __init__(self, response: httpx.Response, where: str, max_event_bytes: int) -> None:
         self._response = response
         self._where = where
-        self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes)
+        self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes,
+                                strict_utf8=True)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()

@@ -45,11 +45,21 @@ class Decoder:
         "_partial",
         "_retry",
         "_skip_lf",
+        "_errors",
     )
 
-    def __init__(self, *, max_line_bytes: int = 1 << 20, max_event_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int = 1 << 20,
+        max_event_bytes: int = 1 << 20,
+        strict_utf8: bool = False,
+    ) -> None:
         self._max_line = max_line_bytes
         self._max_event = max_event_bytes
+        # The standard replaces invalid UTF-8 with U+FFFD; a relay that must not
+        # pass on corrupted text asks for `strict_utf8` and gets an error instead.
+        self._errors = "strict" if strict_utf8 else "replace"
         self._last_event_id = ""
         self._retry: int | None = None
         self._error: SSEProtocolError | None = None
@@ -156,9 +166,17 @@ class Decoder:
                 # Blank line: dispatch. The id is committed even with no data.
                 self._last_event_id = self._id
                 if data:
+                    try:
+                        text = b"\n".join(data).decode("utf-8", self._errors)
+                    except UnicodeDecodeError as exc:
+                        self._error = SSEProtocolError(
+                            f"the event stream is not valid UTF-8 ({exc.reason} at byte "
+                            f"{exc.start} of an event)"
+                        )
+                        raise self._error from None
                     events.append(
                         Event(
-                            b"\n".join(data).decode("utf-8", "replace"),
+                            text,
                             self._event.decode("utf-8", "replace") if self._event else "message",
                             self._id,
                         )

@@ -139,7 +139,8 @@ class _OpenAIStream:
         self._model = model
         self._response = response
         self._redact = redact
-        self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes)
+        self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes,
+                                strict_utf8=True)
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._chunks()
