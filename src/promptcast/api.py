@@ -34,6 +34,7 @@ from .errors import (
 )
 from .logs import RequestIdMiddleware, log_stream, request_id_var
 from .metrics import CONTENT_TYPE, Metrics
+from .openapi import document as openapi_document
 from .providers import ProviderRegistry
 from .providers.llama import local_model_present
 from .redact import Redactor
@@ -310,12 +311,17 @@ async def resume_stream(request: Request) -> Response:
     try:
         after = parse_last_event_id(stream_id, last)
     except ValueError as exc:
-        raise InvalidField(str(exc), field="Last-Event-ID") from None
+        bad_id: InvalidField | None = InvalidField(str(exc), field="Last-Event-ID")
+        after = 0
+    else:
+        bad_id = None
     first = await rt.store.read(stream_id, after, 0)
     if first is None:
         raise NotFound(
             f"no stream {stream_id!r}: it never existed, was not resumable, or has expired"
         )
+    if bad_id is not None:
+        raise bad_id
     if after > first.last_seq:
         raise InvalidField(
             f"Last-Event-ID {last!r} is past the stream's last event ({first.last_seq})",
@@ -408,6 +414,13 @@ async def readyz(request: Request) -> Response:
                         status_code=200 if ready else 503)
 
 
+async def openapi_json(request: Request) -> Response:
+    """GET /openapi.json: this API's OpenAPI document."""
+    s = _runtime(request).settings
+    return JSONResponse(openapi_document(max_prompt_chars=s.max_prompt_chars,
+                                         max_opening_chars=s.max_opening_chars))
+
+
 async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text format."""
     return Response(_runtime(request).metrics.render(), media_type=CONTENT_TYPE)
@@ -497,6 +510,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(

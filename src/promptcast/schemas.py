@@ -49,6 +49,13 @@ class OptimizeRequest:
         return body
 
 
+def _whole(value: Any) -> Any:
+    """`3.0` as `3`: JSON does not tell integers from integral floats, and neither do we."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _optional_str(data: dict[str, Any], name: str, limit: int) -> str | None:
     value = data.get(name)
     if value is None:
@@ -96,7 +103,7 @@ def parse_optimize(
         model = default_model
     elif not isinstance(model, str):
         raise InvalidField("`model` must be a string", field="model")
-    target = data.get("target_chars")
+    target = _whole(data.get("target_chars"))
     if target is not None:
         if mode is Mode.OPTIMIZE:
             raise InvalidField(
@@ -172,7 +179,7 @@ def parse_chat(data: dict[str, Any], *, default_model: str) -> ChatCompletionBod
     if not isinstance(model, str):
         raise InvalidField("`model` must be a string", field="model")
     limit = "max_tokens" if data.get("max_completion_tokens") is None else "max_completion_tokens"
-    max_tokens = data.get(limit)
+    max_tokens = _whole(data.get(limit))
     if max_tokens is not None and (
         not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0
     ):

@@ -1,0 +1,55 @@
+"""Schema fuzzing: every operation of /openapi.json, with generated requests, against a real
+server; no unexpected 5xx, and every response conforms to the document.
+
+schemathesis's own pytest plugin does not run under pytest 9, so its strategies
+are driven through hypothesis here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from .conftest import RunningServer
+from .upstream_double import Script, UpstreamDouble
+
+# 502-504 are documented answers for upstream trouble; nothing else of 5xx is.
+_DOCUMENTED_5XX = {502, 503, 504}
+
+
+def test_the_api_conforms_to_its_document(
+    serve: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    upstream.default = Script.chat(["fuzz", "ed"])
+    server = serve(max_prompt_chars=2000, total_timeout=10)
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {
+        "POST /optimize-stream", "GET /optimize-stream/{stream_id}", "POST /v1/chat/completions",
+        "GET /v1/models", "POST /prompt/optimize-prompt", "GET /readyz",
+    }
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=40, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+        def check(case: schemathesis.Case, label: str = operation.label) -> None:
+            response = case.call(timeout=20)
+            assert response.status_code < 500 or response.status_code in _DOCUMENTED_5XX, (
+                label, response.status_code, response.text[:300])
+            case.validate_response(response)
+
+        check()
+
+
+def test_document_is_served_with_this_servers_limits(
+    serve: Callable[..., RunningServer]
+) -> None:
+    server = serve(max_prompt_chars=1234)
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert "/optimize-stream" in document["paths"]
+    prompt = document["components"]["schemas"]["OptimizeStream"]["properties"]["prompt"]
+    assert prompt["maxLength"] == 1234
