@@ -32,16 +32,20 @@ def test_the_api_conforms_to_its_document(
         "GET /v1/models", "POST /prompt/optimize-prompt", "GET /readyz",
     }
     for operation in operations:
-        @given(case=operation.as_strategy())
-        @settings(max_examples=40, deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-        def check(case: schemathesis.Case, label: str = operation.label) -> None:
-            response = case.call(timeout=20)
-            assert response.status_code < 500 or response.status_code in _DOCUMENTED_5XX, (
-                label, response.status_code, response.text[:300])
-            case.validate_response(response)
+        _fuzz(operation)
 
-        check()
+
+def _fuzz(operation: schemathesis.APIOperation) -> None:
+    @given(case=operation.as_strategy())
+    @settings(max_examples=40, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    def check(case: schemathesis.Case) -> None:
+        response = case.call(timeout=20)
+        assert response.status_code < 500 or response.status_code in _DOCUMENTED_5XX, (
+            operation.label, response.status_code, response.text[:300])
+        case.validate_response(response)
+
+    check()
 
 
 def test_document_is_served_with_this_servers_limits(
