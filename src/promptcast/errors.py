@@ -1,6 +1,10 @@
 """promptcast's exceptions, and the one place they map to HTTP statuses and SSE frames.
 
     PromptcastError                      500 internal_error
+    ├── Unauthorized                     401 unauthorized      (no API key; WWW-Authenticate)
+    ├── Forbidden                        403 forbidden         (an API key we do not know)
+    ├── RateLimited                      429 rate_limited      (requests per minute; Retry-After)
+    ├── TooManyStreams                   429 too_many_streams  (concurrent streams; Retry-After)
     ├── InvalidJSON                      400 invalid_json
     ├── UnsupportedMediaType             415 unsupported_media_type
     ├── PayloadTooLarge                  413 payload_too_large
@@ -61,6 +65,26 @@ class PromptcastError(Exception):
     @property
     def http_status(self) -> int:
         return self.status
+
+
+class Unauthorized(PromptcastError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(PromptcastError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(PromptcastError):
+    status = 429
+    code = "rate_limited"
+
+
+class TooManyStreams(PromptcastError):
+    status = 429
+    code = "too_many_streams"
 
 
 class InvalidJSON(PromptcastError):

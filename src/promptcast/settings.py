@@ -11,6 +11,7 @@ from typing import Any
 from .models import ModelTable
 
 PREFIX = "PROMPTCAST_"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class SettingsError(ValueError):
@@ -53,6 +54,13 @@ class Settings:
     lease_ttl: float = 5.0
 
     drain_timeout: float = 30.0
+
+    # -- security (issue 6): see auth.py and ratelimit.py --------------------
+    api_keys: str | None = None          # "k1,k2", or "@/path/to/file" with one key a line
+    rate_limit_per_minute: int = 0       # requests per key (or client address); 0 = off
+    max_concurrent_streams: int = 0      # open streams per key (or client address); 0 = off
+    cors_origins: str | None = None      # "https://a.example,https://b.example"; unset = off
+    allow_anonymous: bool = False        # serve a non-loopback address without keys
 
     log_level: str = "info"
 
@@ -99,6 +107,69 @@ class Settings:
             ("http://", "https://")
         ):
             raise SettingsError(f"{PREFIX}UPSTREAM_URL must be an http:// or https:// URL")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"{PREFIX}PORT must be from 1 to 65535, not {self.port}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise SettingsError(
+                f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
+            )
+        # -- security (issue 6) ----------------------------------------------
+        for name in ("rate_limit_per_minute", "max_concurrent_streams"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be 0 (off) or a positive integer")
+        if self.api_keys is not None:
+            read_api_keys(self.api_keys)
+        if self.cors_origins is not None:
+            cors_origin_list(self.cors_origins)
+
+
+def read_api_keys(spec: str) -> tuple[str, ...]:
+    """The keys of `PROMPTCAST_API_KEYS`: "k1,k2", or "@file" with one key a line ("#" comments).
+
+    Error messages name the variable, the file and the key's position, never the key itself.
+    """
+    var = PREFIX + "API_KEYS"
+    if spec.startswith("@"):
+        path = Path(spec[1:]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                f"{var}: cannot read the key file {str(path)!r}: {type(exc).__name__}"
+            ) from None
+        raw = [line.strip() for line in text.splitlines()]
+        keys = [line for line in raw if line and not line.startswith("#")]
+        where = f"the key file {str(path)!r}"
+    else:
+        keys = [part.strip() for part in spec.split(",") if part.strip()]
+        where = var
+    if not keys:
+        raise SettingsError(f"{var}: {where} holds no key")
+    for number, key in enumerate(keys, 1):
+        # Visible ASCII, no comma: what fits in `Authorization: Bearer <key>` unchanged.
+        if not all("!" <= c <= "~" and c != "," for c in key):
+            raise SettingsError(
+                f"{var}: key {number} in {where} has a space, comma or non-ASCII character"
+            )
+    return tuple(dict.fromkeys(keys))
+
+
+def cors_origin_list(spec: str) -> list[str]:
+    """The origins of `PROMPTCAST_CORS_ORIGINS`: `scheme://host[:port]` each, or `*`."""
+    origins = [part.strip() for part in spec.split(",") if part.strip()]
+    if not origins:
+        raise SettingsError(f"{PREFIX}CORS_ORIGINS lists no origin")
+    for origin in origins:
+        if origin == "*":
+            continue
+        scheme, sep, rest = origin.partition("://")
+        if (scheme not in ("http", "https") or not sep or not rest
+                or any(c in rest for c in "/?#@ ")):
+            raise SettingsError(
+                f"{PREFIX}CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+                " (a scheme and a host, an optional port, no path or trailing slash)"
+            )
+    return origins
 
 
 def _parse(name: str, raw: str, kind: Any) -> Any:
@@ -114,6 +185,13 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
         raise SettingsError(f"{var} must be {expected}, not {raw!r}") from None
     if kind.startswith("Path"):
         return Path(raw)
+    if kind == "bool":
+        flag = raw.strip().lower()
+        if flag in ("1", "true", "yes"):
+            return True
+        if flag in ("0", "false", "no"):
+            return False
+        raise SettingsError(f"{var} must be one of 1/true/yes or 0/false/no, not {raw!r}")
     if name == "upstream_url":
         return raw.rstrip("/")
     return raw

@@ -37,6 +37,7 @@ class Decoder:
         "_data",
         "_data_len",
         "_error",
+        "_errors",
         "_event",
         "_id",
         "_last_event_id",
@@ -45,7 +46,6 @@ class Decoder:
         "_partial",
         "_retry",
         "_skip_lf",
-        "_errors",
     )
 
     def __init__(
