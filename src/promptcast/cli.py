@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--target-chars", type=int, help="length to aim for (expand/shorten)")
     optimize.add_argument("--server", metavar="URL",
                           help="go through a running promptcast at URL instead of in-process")
+    optimize.add_argument("--api-key", metavar="KEY",
+                          help="the server's API key (with --server, when it requires one)")
     optimize.add_argument("--models", type=Path, metavar="FILE", help="TOML file of extra models")
     _timeouts(optimize)
 
@@ -177,7 +179,8 @@ async def _write_events(events: Any, out: TextIO) -> int:
     return 1
 
 
-async def _optimize_remote(server: str, body: dict[str, Any], out: TextIO) -> int:
+async def _optimize_remote(server: str, body: dict[str, Any], out: TextIO,
+                           api_key: str | None = None) -> int:
     async def events(response: httpx.Response) -> Any:
         decoder = Decoder()
         async for raw in response.aiter_bytes():
@@ -188,7 +191,8 @@ async def _optimize_remote(server: str, body: dict[str, Any], out: TextIO) -> in
         httpx.AsyncClient(timeout=httpx.Timeout(10, read=None), trust_env=False) as client,
         client.stream(
             "POST", f"{server.rstrip('/')}/optimize-stream", json=body,
-            headers={"Accept": "text/event-stream"},
+            headers={"Accept": "text/event-stream",
+                     **({"Authorization": f"Bearer {api_key}"} if api_key else {})},
         ) as response,
     ):
         if response.status_code != 200:
@@ -255,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         body = _body(args, settings)
         if args.server:
-            return asyncio.run(_optimize_remote(args.server, body, sys.stdout))
+            return asyncio.run(_optimize_remote(args.server, body, sys.stdout, args.api_key))
         return asyncio.run(_optimize_local(settings, body, sys.stdout))
     except SettingsError as exc:
         print(f"promptcast: configuration: {exc}", file=sys.stderr)
