@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,12 @@ def test_a_timeout_shows_its_message(
     assert raw_text(page) == "slow "
 
 
+def stream_gone(route: Route) -> None:
+    """Answer a resume as the server does once a stream has expired."""
+    route.fulfill(status=404, content_type="application/json",
+                  body='{"error":{"code":"not_found","message":"no stream: it has expired"}}')
+
+
 def test_a_stream_without_its_terminal_frame_is_marked_cut_off(
     server: RunningServer, upstream: UpstreamDouble, page: Page,
 ) -> None:
@@ -267,36 +274,73 @@ def test_a_stream_without_its_terminal_frame_is_marked_cut_off(
         route.fulfill(response=response, body=body[: body.rindex(b"data: [DONE]") + 8])
 
     page.route("**/optimize-stream", truncate)
+    # The page tries to resume (tests/test_page_resume.py); here the stream is gone.
+    page.route("**/optimize-stream/*", stream_gone)
     open_page(page, server)
     start(page, "cut")
     expect_state(page, "cutoff")
     expect(page.locator("#statusBadge")).to_have_text("Cut off")
     expect(page.locator("#noticeText")).to_contain_text("Cut off")
+    expect(page.locator("#noticeText")).to_contain_text("no longer has this stream")
+    expect(page.locator("#noticeDetail")).to_contain_text("it has expired")
     assert raw_text(page) == "complete looking text"
     assert page.locator("#review").is_hidden()
     assert history_entries(page)[0]["status"] == "cutoff"
 
 
+@dataclass
+class Seen:
+    """One request as the proxy forwarded it (the server's view)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    status: int | None = None  # the response's, once its head went through
+
+
 class Proxy:
     """A loopback TCP proxy in front of promptcast that can misbehave like a network.
 
-    Once a response on a connection is an event stream, `slice_size` forwards it
-    in pieces of that many bytes, each its own TCP segment (so the browser's
-    reads split characters); `cut_marker` resets the connection just before
-    that text would reach the browser.
+    It adds `Connection: close` to every response, so each connection carries
+    one request and one response. On an event-stream response, `slice_size`
+    forwards the body in pieces of that many bytes, each its own TCP segment
+    (so the browser's reads split characters); `cut_marker` resets the
+    connection just before that text would reach the browser, `cut_after`
+    once that many body bytes have; either cuts at most `max_cuts` connections
+    (None: all). A reset closes the server's side too, as a dead network would.
+    Requests whose path starts with `hold` wait until `release` is set.
+    `requests` lists what was forwarded (with the response status); `delivered`
+    the raw (chunked) body bytes each event-stream response got to the browser.
     """
 
     def __init__(self, target: str, *, cut_marker: bytes | None = None,
-                 slice_size: int | None = None) -> None:
+                 cut_after: int | None = None, max_cuts: int | None = 1,
+                 slice_size: int | None = None, hold: str | None = None) -> None:
         host, port = target.removeprefix("http://").split(":")
         self.target = (host, int(port))
         self.cut_marker = cut_marker
+        self.cut_after = cut_after
+        self.max_cuts = max_cuts
         self.slice_size = slice_size
+        self.hold = hold
+        self.release = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.cuts = 0
+        self.requests: list[Seen] = []
+        self.delivered: list[bytearray] = []
+        self._cond = threading.Condition()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Block until `predicate()` holds (re-checked on every request and cut) or `timeout`."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    def seen(self, method: str, path: str) -> list[Seen]:
+        with self._cond:
+            return [r for r in self.requests if r.method == method and r.path == path]
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):
@@ -306,43 +350,119 @@ class Proxy:
                 for sock in (client, server):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._sockets += [client, server]
-                for args in ((client, server, False), (server, client, True)):
-                    threading.Thread(target=self._pump, args=args, daemon=True).start()
+                seen: list[Seen] = []  # this connection's one request
+                threading.Thread(target=self._requests, args=(client, server, seen),
+                                 daemon=True).start()
+                threading.Thread(target=self._responses, args=(server, client, seen),
+                                 daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, response: bool) -> None:
-        marker = self.cut_marker or b""
-        tail = b""  # the last bytes already sent, to find a marker split across reads
-        streaming = False
-        with contextlib.suppress(OSError):
+    @staticmethod
+    def _head(src: socket.socket) -> tuple[bytes, bytes]:
+        """Read up to the end of an HTTP head: (head, what came after it)."""
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            data = src.recv(65536)
+            if not data:
+                raise ConnectionError("closed before the end of the head")
+            buffer += data
+        end = buffer.index(b"\r\n\r\n") + 4
+        return buffer[:end], buffer[end:]
+
+    def _requests(self, src: socket.socket, dst: socket.socket, seen: list[Seen]) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            head, rest = self._head(src)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+            with self._cond:
+                seen.append(Seen(method, path, headers))
+                self.requests.append(seen[0])
+                self._cond.notify_all()
+            if self.hold is not None and path.startswith(self.hold):
+                self.release.wait(30)
+            dst.sendall(head + rest)
             while data := src.recv(65536):
-                if not response:
-                    dst.sendall(data)
-                    continue
-                window = tail + data
-                if marker and marker in window:
-                    dst.sendall(window[len(tail):max(len(tail), window.index(marker))])
-                    self.cuts += 1
-                    for sock in (dst, src):
-                        # A reset, not a clean close: linger 0, and wake the other
-                        # pump's recv so the socket is released (and RST sent) now.
-                        linger = struct.pack("ii", 1, 0)
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-                        with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_RD)
-                        sock.close()
-                    return
-                streaming = streaming or b"text/event-stream" in window
-                if streaming and self.slice_size:
-                    for i in range(0, len(data), self.slice_size):
-                        dst.sendall(data[i:i + self.slice_size])
-                        time.sleep(0.002)
-                else:
-                    dst.sendall(data)
-                tail = window[-64:]
+                dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 
+    def _cut(self) -> bool:
+        with self._cond:
+            if self.max_cuts is not None and self.cuts >= self.max_cuts:
+                return False
+            self.cuts += 1
+            self._cond.notify_all()
+            return True
+
+    def _responses(self, src: socket.socket, dst: socket.socket, seen: list[Seen]) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            head, data = self._head(src)
+            lines = [line for line in head.decode("latin-1").split("\r\n")[:-2]
+                     if not line.lower().startswith("connection:")]
+            with self._cond:
+                if seen:
+                    seen[0].status = int(lines[0].split(" ", 2)[1])
+                self._cond.notify_all()
+            streaming = any(line.lower().startswith("content-type:")
+                            and "text/event-stream" in line.lower() for line in lines)
+            dst.sendall(("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n").encode("latin-1"))
+            if streaming:
+                self._stream(src, dst, data)
+                return
+            while True:
+                dst.sendall(data)
+                if not (data := src.recv(65536)):
+                    break
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def _stream(self, src: socket.socket, dst: socket.socket, data: bytes) -> None:
+        marker = self.cut_marker or b""
+        delivered = bytearray()
+        with self._cond:
+            self.delivered.append(delivered)
+        while True:
+            if not data:
+                if not (data := src.recv(65536)):
+                    break
+                continue
+            cut_at = None
+            window = bytes(delivered[-64:]) + data  # a marker may be split across reads
+            if marker and marker in window:
+                cut_at = max(0, window.index(marker) - (len(window) - len(data)))
+            elif self.cut_after is not None and len(delivered) + len(data) >= self.cut_after:
+                cut_at = self.cut_after - len(delivered)
+            if cut_at is not None and self._cut():
+                dst.sendall(data[:cut_at])
+                delivered += data[:cut_at]
+                self._reset(dst, src)
+                return
+            step = self.slice_size or len(data)
+            for i in range(0, len(data), step):
+                dst.sendall(data[i:i + step])
+                if self.slice_size:
+                    time.sleep(0.002)
+            delivered += data
+            data = b""
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    @staticmethod
+    def _reset(*socks: socket.socket) -> None:
+        for sock in socks:
+            # A reset, not a clean close: linger 0, and wake the other pump's
+            # recv so the socket is released (and RST sent) now.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+            sock.close()
+
     def close(self) -> None:
+        self.release.set()
         self.listener.close()
         for sock in self._sockets:
             with contextlib.suppress(OSError):
@@ -354,6 +474,7 @@ def test_a_connection_reset_mid_stream_is_marked_cut_off(
 ) -> None:
     upstream.enqueue(Script.chat(["before ", 0.3, "CUT-HERE", " after"]))
     proxy = Proxy(server.url, cut_marker=b"CUT-HERE")
+    page.route("**/optimize-stream/*", stream_gone)
     try:
         open_page(page, proxy.url)
         start(page, "reset")

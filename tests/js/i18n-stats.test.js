@@ -42,17 +42,24 @@ describe('i18n', () => {
   });
 
   test('every key built in the page scripts exists', () => {
-    for (const state of ['idle', 'waiting', 'streaming', 'done', 'partial', 'cutoff', 'timeout', 'error']) {
+    for (const state of ['idle', 'waiting', 'streaming', 'resuming', 'done', 'partial', 'cutoff', 'timeout', 'error']) {
       assert.ok(`status.${state}` in MESSAGES.en, state);
     }
     for (const theme of ['auto', 'light', 'dark']) assert.ok(`theme.${theme}` in MESSAGES.en, theme);
+    for (const key of ['msg.resuming', 'msg.resumed', 'msg.resumedMany', 'msg.resumeFailed', 'msg.resumeGone', 'msg.resumeFinished', 'stats.resumes']) {
+      assert.ok(key in MESSAGES.en && key in MESSAGES.zh, key);
+    }
+    // Error codes a resumable stream can end with have their own wording.
+    for (const code of ['producer_lost', 'abandoned', 'cancelled', 'shutting_down', 'store_unavailable']) {
+      assert.ok(`msg.error.${code}` in MESSAGES.en, code);
+    }
   });
 });
 
 describe('stats', () => {
   test('time to first token, tokens, rate and elapsed', () => {
     const clock = new RunClock(1000);
-    assert.deepEqual(clock.figures(1500), { ttftMs: null, tokens: 0, rate: null, elapsedMs: 500, exact: false });
+    assert.deepEqual(clock.figures(1500), { ttftMs: null, tokens: 0, rate: null, elapsedMs: 500, exact: false, resumes: 0 });
     clock.token(1400);
     for (let t = 1500; t <= 2400; t += 100) clock.token(t); // 11 tokens over 1 s
     const live = clock.figures(2400);
@@ -66,6 +73,14 @@ describe('stats', () => {
     assert.equal(final.exact, true);
     assert.equal(final.elapsedMs, 2000);
     assert.equal(final.rate, 11); // (12 - 1) tokens between the first and the last
+    assert.equal(final.resumes, 0);
+  });
+
+  test('resumes are counted', () => {
+    const clock = new RunClock(0);
+    clock.resume();
+    clock.resume();
+    assert.equal(clock.figures(10).resumes, 2);
   });
 
   test('formatting', () => {

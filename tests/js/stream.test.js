@@ -206,7 +206,7 @@ describe('runStream', () => {
     assert.equal(seen.init.method, 'POST');
     assert.equal(seen.init.headers.Accept, 'text/event-stream');
     assert.equal(seen.init.headers['Content-Type'], 'application/json');
-    assert.deepEqual(JSON.parse(seen.init.body), request);
+    assert.deepEqual(JSON.parse(seen.init.body), { ...request, resumable: true });
     assert.deepEqual(opened, [{ streamId: 'k3j9x2' }]);
     assert.equal(outcome.status, 'done');
     assert.equal(outcome.streamId, 'k3j9x2');

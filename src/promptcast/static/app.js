@@ -8,12 +8,15 @@ import { ResultView } from './result-view.js';
 import { review } from './review.js';
 import { renderReview } from './review-view.js';
 import { RunClock } from './stats.js';
-import { runStream } from './stream.js';
+import { cancelStream, runStream } from './stream.js';
 
 const THEME_KEY = 'promptcast.theme';
 const PREFS_KEY = 'promptcast.form';
 const THEMES = ['auto', 'light', 'dark'];
 const FIELD_INPUTS = { prompt: 'promptInput', type: 'typeSelect', model: 'modelSelect', opening: 'openingInput' };
+// A read that gets no byte for this long (the server sends a heartbeat every
+// ~15 s) is taken for a dead connection and resumed.
+const STALL_MS = 45_000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -184,7 +187,7 @@ function showFieldError(message, field) {
 
 const resultView = new ResultView(i18n);
 const announcer = $('announcer');
-let current = null; // {controller, clock, request, timer}
+let current = null; // {controller, clock, request, timer, streamId}
 let shown = null; // what the result panel shows: {request, text, status}
 
 function announce(message) {
@@ -229,7 +232,7 @@ async function start() {
   const request = { prompt, type: typeSelect.value, model, opening };
   saveFormPrefs();
 
-  const run = { controller: new AbortController(), clock: new RunClock(performance.now()), request, timer: 0 };
+  const run = { controller: new AbortController(), clock: new RunClock(performance.now()), request, timer: 0, streamId: null };
   current = run;
   shown = { request, text: '', status: 'waiting' };
   resultView.begin(prompt);
@@ -241,6 +244,22 @@ async function start() {
   const outcome = await runStream({
     request,
     signal: run.controller.signal,
+    resume: { stallMs: STALL_MS },
+    onOpen: ({ streamId }) => {
+      run.streamId = streamId;
+    },
+    onDropped: () => {
+      resultView.setState('resuming');
+      resultView.setNotice('msg.resuming', {}, null, 'warn');
+      announce(t('msg.resuming'));
+    },
+    onResumed: ({ resumes }) => {
+      run.clock.resume();
+      resultView.setState(run.clock.chunks === 0 ? 'waiting' : 'streaming');
+      setResumedNotice(resumes);
+      announce(t(resumedKey(resumes), { n: resumes }));
+      figuresTick();
+    },
     onDelta: (text) => {
       if (run.clock.chunks === 0) resultView.setState('streaming');
       run.clock.token(performance.now());
@@ -253,8 +272,26 @@ async function start() {
 }
 
 function stop() {
-  current?.controller.abort();
+  if (!current) return;
+  // Leaving is not enough for a resumable stream (it runs on, for a resume):
+  // tell the server to stop generating, then drop the connection.
+  cancelStream(current.streamId);
+  current.controller.abort();
 }
+
+function resumedKey(resumes) {
+  return resumes > 1 ? 'msg.resumedMany' : 'msg.resumed';
+}
+
+function setResumedNotice(resumes) {
+  resultView.setNotice(resumedKey(resumes), { n: resumes }, null, 'info');
+}
+
+const CUTOFF_NOTICE = {
+  resume_failed: 'msg.resumeFailed',
+  resume_gone: 'msg.resumeGone',
+  resume_finished: 'msg.resumeFinished',
+};
 
 const OUTCOME_STATE = {
   done: 'done',
@@ -284,6 +321,7 @@ function finish(run, outcome) {
       reviewData = review({ original: run.request.prompt, result: shown.text, opening: run.request.opening });
       resultView.setReview(reviewData, (list, data) => renderReview(list, data, i18n));
       if (outcome.finishReason === 'length') resultView.setNotice('msg.length', {}, null, 'info');
+      else if (outcome.resumes > 0) setResumedNotice(outcome.resumes);
       announce(
         t('msg.done', {
           tokens: new Intl.NumberFormat(i18n.locale()).format(figures.tokens),
@@ -295,7 +333,7 @@ function finish(run, outcome) {
       resultView.setNotice('msg.aborted', {}, null, 'info');
       break;
     case 'cutoff':
-      resultView.setNotice('msg.cutoff', {}, outcome.message);
+      resultView.setNotice(CUTOFF_NOTICE[outcome.code] ?? 'msg.cutoff', {}, outcome.message);
       break;
     case 'timeout':
       resultView.setNotice('msg.timeout', {}, outcome.message);
@@ -318,7 +356,13 @@ function finish(run, outcome) {
       ...run.request,
       result: shown.text,
       status: state,
-      stats: { ttftMs: figures.ttftMs, tokens: figures.tokens, rate: figures.rate, elapsedMs: figures.elapsedMs },
+      stats: {
+        ttftMs: figures.ttftMs,
+        tokens: figures.tokens,
+        rate: figures.rate,
+        elapsedMs: figures.elapsedMs,
+        resumes: figures.resumes,
+      },
     });
     historyView.render();
   }
@@ -338,7 +382,14 @@ function restore(entry) {
   resultView.show(entry.prompt ?? '', shown.text);
   resultView.setState(shown.status);
   const s = entry.stats ?? {};
-  resultView.setFigures({ ttftMs: s.ttftMs ?? null, tokens: s.tokens ?? 0, rate: s.rate ?? null, elapsedMs: s.elapsedMs ?? null, exact: true });
+  resultView.setFigures({
+    ttftMs: s.ttftMs ?? null,
+    tokens: s.tokens ?? 0,
+    rate: s.rate ?? null,
+    elapsedMs: s.elapsedMs ?? null,
+    exact: true,
+    resumes: s.resumes ?? 0,
+  });
   if (shown.status === 'done') {
     const data = review({ original: request.prompt ?? '', result: shown.text, opening: request.opening });
     resultView.setReview(data, (list, d) => renderReview(list, d, i18n));
@@ -402,6 +453,11 @@ form.addEventListener('submit', (event) => {
   start();
 });
 stopButton.addEventListener('click', stop);
+// Closing the tab needs nothing (a stream nobody reads is cancelled after the
+// server's grace period), but saying so frees the model at once.
+window.addEventListener('pagehide', () => {
+  if (current?.streamId) cancelStream(current.streamId);
+});
 $('copyButton').addEventListener('click', copyResult);
 $('reuseButton').addEventListener('click', reuseResult);
 promptInput.addEventListener('input', updatePromptCount);
@@ -453,5 +509,8 @@ window.promptcast = {
   },
   get result() {
     return shown?.text ?? '';
+  },
+  get streamId() {
+    return current?.streamId ?? null;
   },
 };

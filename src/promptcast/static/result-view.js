@@ -14,7 +14,7 @@ import { stableBoundary } from './blocks.js';
 import { formatCount, formatRate, formatSeconds } from './stats.js';
 
 const VIEWS = ['rendered', 'raw', 'diff'];
-const BUSY_STATES = new Set(['waiting', 'streaming']);
+const BUSY_STATES = new Set(['waiting', 'streaming', 'resuming']);
 // Up to this length the finished text is rendered once more as a whole (a few
 // ms); past it the incremental rendering stands, so the end of a very long
 // run does not freeze the page. They differ only in rare constructs spanning
@@ -78,6 +78,8 @@ export class ResultView {
       tokens: $('statTokens'),
       rate: $('statRate'),
       elapsed: $('statElapsed'),
+      resumes: $('statResumes'),
+      resumesItem: $('statResumesItem'),
       review: $('review'),
       reviewList: $('reviewList'),
       tabs: [...document.querySelectorAll('[role="tab"][data-view]')],
@@ -181,6 +183,9 @@ export class ResultView {
     this.el.tokens.textContent = figures && (figures.tokens > 0 || figures.exact) ? formatCount(figures.tokens, locale) : '–';
     this.el.rate.textContent = figures ? formatRate(figures.rate, locale) : '–';
     this.el.elapsed.textContent = figures ? formatSeconds(figures.elapsedMs, locale, unit) : '–';
+    const resumes = figures?.resumes ?? 0;
+    this.el.resumes.textContent = formatCount(resumes, locale);
+    this.el.resumesItem.hidden = resumes === 0;
   }
 
   /** Show a review (from review.js) through `renderer(list, data)`, or hide it. */

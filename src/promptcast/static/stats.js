@@ -9,6 +9,11 @@ export class RunClock {
     this.endedAt = null;
     this.chunks = 0; // content-bearing chunks: one token each, near enough
     this.usageTokens = null; // completion_tokens from the usage chunk, when sent
+    this.resumes = 0; // connections resumed after a drop
+  }
+
+  resume() {
+    this.resumes += 1;
   }
 
   token(now) {
@@ -39,7 +44,7 @@ export class RunClock {
       const seconds = (until - this.firstTokenAt) / 1000;
       if (seconds > 0.05 && tokens > 1) rate = (tokens - 1) / seconds;
     }
-    return { ttftMs, tokens, rate, elapsedMs: at - this.startedAt, exact: this.usageTokens !== null };
+    return { ttftMs, tokens, rate, elapsedMs: at - this.startedAt, exact: this.usageTokens !== null, resumes: this.resumes };
   }
 }
 
