@@ -86,7 +86,9 @@ class Producer:
             if self._cancel.is_set():
                 return StreamStopped("the stream was cancelled")
             if self._drain.over:
-                return self._drain.error()
+                # Stored with the stream, so it is final for every reader: no "retry".
+                return StreamStopped("the server generating this stream shut down before it "
+                                     "finished", code="shutting_down")
             try:
                 control = await self._store.renew(self.stream_id)
             except StoreUnavailable as exc:
