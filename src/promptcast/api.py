@@ -11,7 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from .auth import build_middleware
 from .drain import Drain
@@ -32,6 +32,7 @@ from .errors import (
     StreamTimeout,
     UnsupportedMediaType,
 )
+from .http_client import HTTPClient
 from .logs import RequestIdMiddleware, log_stream, request_id_var
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document as openapi_document
@@ -40,6 +41,7 @@ from .providers.llama import local_model_present
 from .redact import Redactor
 from .relay import Limits, Relay, StreamStats, error_frame
 from .responses import (
+    RAW_SEND,
     ClientSink,
     Disconnected,
     EventStreamResponse,
@@ -70,7 +72,7 @@ class Runtime:
     """What the routes share, opened in `lifespan` and reached through `request.state`."""
 
     settings: Settings
-    client: httpx.AsyncClient
+    client: HTTPClient
     service: ModelService
     gateway: Source
     local_source: Source
@@ -443,16 +445,21 @@ async def _promptcast_error(request: Request, exc: Exception) -> Response:
     return _error_response(exc)
 
 
+class PromptcastApp(Starlette):
+    """Starlette, keeping the server's own `send` in the scope for event-stream bodies."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app; HTTP clients and providers are opened in its lifespan."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.connect_timeout, read=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            trust_env=False,
-        )
+        client = HTTPClient(connect_timeout=settings.connect_timeout)
         redactor = Redactor(settings.models.secrets())
         registry = ProviderRegistry(settings, client, redactor)
         service = ModelService(settings.models, registry)
@@ -513,7 +520,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(
+    app = PromptcastApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},

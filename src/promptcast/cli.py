@@ -207,6 +207,7 @@ async def _optimize_remote(server: str, body: dict[str, Any], out: TextIO,
 
 
 async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO) -> int:
+    from .http_client import HTTPClient
     from .providers import ProviderRegistry
     from .redact import Redactor
     from .schemas import parse_optimize
@@ -217,9 +218,9 @@ async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO)
         body, default_model=settings.models.default,
         max_prompt_chars=settings.max_prompt_chars, max_opening_chars=settings.max_opening_chars,
     )
-    async with httpx.AsyncClient(timeout=httpx.Timeout(settings.connect_timeout, read=None),
-                                 trust_env=False) as client:
-        registry = ProviderRegistry(settings, client, Redactor(settings.models.secrets()))
+    client = HTTPClient(connect_timeout=settings.connect_timeout)
+    registry = ProviderRegistry(settings, client, Redactor(settings.models.secrets()))
+    try:
         service = ModelService(settings.models, registry)
         events = ChunkEvents(await service.optimize(request))
         try:
@@ -227,7 +228,9 @@ async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO)
                 return await _print_events(events, out)
         finally:
             await events.aclose()
-            await registry.aclose()
+    finally:
+        await registry.aclose()
+        await client.aclose()
 
 
 def list_models(settings: Settings, out: TextIO) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-import httpx
 import orjson
 
 from .errors import PromptcastError, UpstreamError
+from .http_client import HTTPClient, HTTPClientError, Response
 from .providers import ChunkStream
 from .redact import safe_url
 from .schemas import OptimizeRequest
@@ -75,7 +75,7 @@ class InProcessSource:
 class HttpSource:
     """Another promptcast's (or a look-alike's) `POST /prompt/optimize-prompt`."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, *, max_event_bytes: int) -> None:
+    def __init__(self, client: HTTPClient, base_url: str, *, max_event_bytes: int) -> None:
         self._client = client
         self._url = f"{base_url.rstrip('/')}/prompt/optimize-prompt"
         self._where = safe_url(base_url)
@@ -86,18 +86,17 @@ class HttpSource:
                    "Content-Type": "application/json"}
         if request_id:
             headers["X-Request-ID"] = request_id
-        upstream = self._client.build_request(
-            "POST", self._url, content=orjson.dumps(request.as_json()), headers=headers
-        )
         try:
-            response = await self._client.send(upstream, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._client.request(
+                "POST", self._url, headers=headers, body=orjson.dumps(request.as_json())
+            )
+        except HTTPClientError as exc:
             raise UpstreamError(
-                f"cannot reach the model service at {self._where}: {type(exc).__name__}",
+                f"cannot reach the model service at {self._where}: {exc}",
                 code="upstream_unreachable",
             ) from None
         try:
-            if response.status_code != 200:
+            if response.status != 200:
                 raise await _remote_error(response, self._where)
             ctype = response.headers.get("content-type", "")
             if not ctype.startswith("text/event-stream"):
@@ -133,22 +132,25 @@ class RemoteError(PromptcastError):
         return self._status
 
 
-async def _remote_error(response: httpx.Response, where: str) -> PromptcastError:
-    body = await response.aread()
+async def _remote_error(response: Response, where: str) -> PromptcastError:
+    try:
+        body = await response.read(64 * 1024)
+    except HTTPClientError:
+        body = b""
     headers = {k: response.headers[k] for k in ("retry-after",) if k in response.headers}
     try:
         error = orjson.loads(body)["error"]
-        return RemoteError(response.status_code, str(error["code"]), str(error["message"]),
+        return RemoteError(response.status, str(error["code"]), str(error["message"]),
                            error.get("field"), headers)
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return UpstreamError(
-            f"the model service at {where} answered {response.status_code}",
-            upstream_status=response.status_code, headers=headers,
+            f"the model service at {where} answered {response.status}",
+            upstream_status=response.status, headers=headers,
         )
 
 
 class _HttpEvents:
-    def __init__(self, response: httpx.Response, where: str, max_event_bytes: int) -> None:
+    def __init__(self, response: Response, where: str, max_event_bytes: int) -> None:
         self._response = response
         self._where = where
         self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes,
@@ -159,10 +161,10 @@ class _HttpEvents:
 
     async def _events(self) -> AsyncIterator[Event]:
         try:
-            async for raw in self._response.aiter_bytes():
+            async for raw in self._response:
                 for event in self._decoder.feed(raw):
                     yield event
-        except httpx.HTTPError:
+        except HTTPClientError:
             raise UpstreamError(
                 f"the model service at {self._where} dropped the connection mid-stream",
                 code="upstream_closed",

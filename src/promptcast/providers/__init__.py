@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
-
+from ..http_client import HTTPClient
 from ..models import ModelSpec
 from ..redact import Redactor
 from ..settings import Settings
@@ -19,7 +18,7 @@ __all__ = [
 class ProviderRegistry:
     """One provider instance per model entry, created on first use and closed together."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient, redactor: Redactor) -> None:
+    def __init__(self, settings: Settings, client: HTTPClient, redactor: Redactor) -> None:
         self._settings = settings
         self._client = client
         self._redactor = redactor

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from ..errors import SSEProtocolError, UpstreamError
+from ..http_client import HTTPClient, HTTPClientError, Response
 from ..models import ModelSpec
 from ..redact import Redactor, safe_url
 from ..sse import Decoder
@@ -23,7 +23,7 @@ class OpenAICompatProvider:
     def __init__(
         self,
         spec: ModelSpec,
-        client: httpx.AsyncClient,
+        client: HTTPClient,
         *,
         redactor: Redactor,
         max_event_bytes: int,
@@ -60,21 +60,15 @@ class OpenAICompatProvider:
             headers["Authorization"] = f"Bearer {self.spec.api_key}"
         if request.request_id:
             headers["X-Request-ID"] = request.request_id
-        upstream = self._client.build_request(
-            "POST", self._url, content=orjson.dumps(self._body(request)),
-            headers={**headers, "Content-Type": "application/json"},
-        )
+        headers["Content-Type"] = "application/json"
         try:
-            response = await self._client.send(upstream, stream=True)
-        except httpx.TimeoutException:
-            raise UpstreamError(
-                f"the upstream of model {self.spec.name!r} ({self._where}) did not answer in time",
-                code="upstream_timeout", upstream_status=504,
-            ) from None
-        except httpx.HTTPError as exc:
+            response = await self._client.request(
+                "POST", self._url, headers=headers, body=orjson.dumps(self._body(request))
+            )
+        except HTTPClientError as exc:
             raise UpstreamError(
                 f"cannot reach the upstream of model {self.spec.name!r} ({self._where}): "
-                f"{self._redact(type(exc).__name__)}",
+                f"{self._redact(str(exc))}",
                 code="upstream_unreachable",
             ) from None
         try:
@@ -84,18 +78,18 @@ class OpenAICompatProvider:
             raise
         return _OpenAIStream(self.spec.name, response, self._redact, self._max_event_bytes)
 
-    async def _check(self, response: httpx.Response) -> None:
-        if response.status_code != 200:
+    async def _check(self, response: Response) -> None:
+        if response.status != 200:
             detail = await _error_detail(response)
             headers = {}
-            if response.status_code == 429 and "retry-after" in response.headers:
+            if response.status == 429 and "retry-after" in response.headers:
                 headers["Retry-After"] = response.headers["retry-after"]
             raise UpstreamError(
                 self._redact(
                     f"the upstream of model {self.spec.name!r} answered "
-                    f"{response.status_code}{': ' + detail if detail else ''}"
+                    f"{response.status}{': ' + detail if detail else ''}"
                 ),
-                upstream_status=response.status_code,
+                upstream_status=response.status,
                 headers=headers,
             )
         ctype = response.headers.get("content-type", "")
@@ -105,20 +99,21 @@ class OpenAICompatProvider:
                 f"{ctype or 'no content type'} instead of an event stream",
                 code="bad_upstream_stream",
             )
+        if response.headers.get("content-encoding", "identity") != "identity":
+            raise UpstreamError(
+                f"the upstream of model {self.spec.name!r} compressed its event stream "
+                "although asked not to", code="bad_upstream_stream",
+            )
 
     async def aclose(self) -> None:
         """The HTTP client is shared and closed by its owner."""
 
 
-async def _error_detail(response: httpx.Response) -> str:
-    body = b""
+async def _error_detail(response: Response) -> str:
     try:
-        async for part in response.aiter_bytes():
-            body += part
-            if len(body) > _ERROR_BODY_LIMIT:
-                break
-    except httpx.HTTPError:
-        pass
+        body = await response.read(_ERROR_BODY_LIMIT)
+    except HTTPClientError:
+        body = b""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -134,7 +129,7 @@ async def _error_detail(response: httpx.Response) -> str:
 
 class _OpenAIStream:
     def __init__(
-        self, model: str, response: httpx.Response, redact: Redactor, max_event_bytes: int
+        self, model: str, response: Response, redact: Redactor, max_event_bytes: int
     ) -> None:
         self._model = model
         self._response = response
@@ -148,14 +143,14 @@ class _OpenAIStream:
     async def _chunks(self) -> AsyncIterator[ChatChunk]:
         finished = False
         try:
-            async for raw in self._response.aiter_bytes():
+            async for raw in self._response:
                 for event in self._decoder.feed(raw):
                     if event.data == "[DONE]":
                         return
                     chunk = self._parse(event.event, event.data)
                     finished = finished or chunk.finish_reason is not None
                     yield chunk
-        except httpx.HTTPError:
+        except HTTPClientError:
             raise UpstreamError(
                 f"the upstream of model {self._model!r} dropped the connection mid-stream",
                 code="upstream_closed",

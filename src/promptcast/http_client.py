@@ -1,0 +1,330 @@
+"""A small HTTP/1.1 client for the relay's hot path: one request, a streamed response body.
+
+Why not httpx here: per chunk relayed, httpx's layers (httpcore, h11, anyio,
+sniffio) cost more CPU than the rest of the relay put together (see
+docs/benchmarks.md). This client is an asyncio Protocol fed by httptools' C
+parser: a body chunk costs one callback and one wake-up of the reader.
+
+    loop ──data_received──▶ parser ──on_body──▶ deque ──(wake)──▶ `async for chunk in response`
+                                    (pause_reading above the high-water mark; resume below)
+
+Connections are kept alive and reused per (scheme, host, port) when a
+response was read to its end; one given up part-way is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+_MAX_IDLE_PER_HOST = 64
+
+
+class HTTPClientError(Exception):
+    """The connection failed or the peer broke the protocol; the message says which."""
+
+
+class ConnectFailed(HTTPClientError):
+    """No connection could be made (refused, unreachable, timed out, TLS failed)."""
+
+
+class BodyIncomplete(HTTPClientError):
+    """The connection ended before the response body did."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    scheme: str
+    host: str
+    port: int
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection; holds at most one response in flight."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.closed = False
+        self._headers: dict[str, str] = {}
+        self._header_name = b""
+        self._paused = False
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports quack like asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(HTTPClientError(f"the upstream broke HTTP/1.1: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        # A body delimited by the connection's end is complete at EOF.
+        response = self.response
+        if response is not None and not response.complete and response.headers_done \
+                and response.until_close:
+            response.complete = True
+            response.wake()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self.response
+        if response is not None and not response.complete:
+            if response.until_close and response.headers_done and exc is None:
+                response.complete = True
+                response.wake()
+            else:
+                self._fail(BodyIncomplete("the upstream closed the connection mid-response"))
+
+    # -- httptools callbacks ---------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # A header can arrive in pieces split across reads.
+        if name:
+            self._header_name = name
+            self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        else:
+            key = self._header_name.decode("latin-1").lower()
+            self._headers[key] += value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        response = self.response
+        if response is None:
+            return
+        response.status = self.parser.get_status_code()
+        response.headers = self._headers
+        response.headers_done = True
+        response.until_close = (
+            "content-length" not in self._headers
+            and "chunked" not in self._headers.get("transfer-encoding", "").lower()
+        )
+        response.wake()
+
+    def on_body(self, body: bytes) -> None:
+        response = self.response
+        if response is None:
+            return
+        response.chunks.append(body)
+        response.buffered += len(body)
+        if response.buffered > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        response.wake()
+
+    def on_message_complete(self) -> None:
+        response = self.response
+        if response is None:
+            return
+        response.complete = True
+        response.keep_alive = self.parser.should_keep_alive()
+        response.wake()
+
+    # -- used by Response --------------------------------------------------------
+
+    def start(self, response: Response) -> None:
+        self.response = response
+        self._headers = {}
+        self.parser = httptools.HttpResponseParser(self)
+
+    def consumed(self, size: int) -> None:
+        response = self.response
+        if response is None:
+            return
+        response.buffered -= size
+        if self._paused and response.buffered < _LOW_WATER and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _fail(self, exc: HTTPClientError) -> None:
+        response = self.response
+        if response is not None and not response.complete:
+            response.error = exc
+            response.wake()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+@dataclass(eq=False, slots=True)
+class Response:
+    """A response whose body is read by iterating over it; close it with `aclose()`."""
+
+    _conn: _Connection
+    _client: HTTPClient
+    _origin: _Origin
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    headers_done: bool = False
+    until_close: bool = False
+    complete: bool = False
+    keep_alive: bool = False
+    error: HTTPClientError | None = None
+    chunks: collections.deque[bytes] = field(default_factory=collections.deque)
+    buffered: int = 0
+    _waiter: asyncio.Future[None] | None = None
+    _released: bool = False
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def _headers(self) -> None:
+        while not self.headers_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._body()
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        chunks = self.chunks
+        conn = self._conn
+        while True:
+            if chunks:
+                chunk = chunks.popleft()
+                conn.consumed(len(chunk))
+                yield chunk
+                continue
+            if self.error is not None:
+                raise self.error
+            if self.complete:
+                self._release()
+                return
+            await self._wait()
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body, up to `limit` bytes (the rest is dropped with the connection)."""
+        body = bytearray()
+        async for chunk in self:
+            body += chunk
+            if len(body) >= limit:
+                break
+        await self.aclose()
+        return bytes(body[:limit])
+
+    def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        conn = self._conn
+        if self.complete and self.keep_alive and not conn.closed and self.error is None:
+            conn.response = None
+            self._client._put_back(self._origin, conn)
+        else:
+            conn.close()
+
+    async def aclose(self) -> None:
+        """Done with it: a finished response's connection is reused, any other is closed."""
+        self._release()
+
+
+class HTTPClient:
+    """Opens streamed requests; owns the idle connections kept for reuse."""
+
+    def __init__(self, *, connect_timeout: float = 10.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self._connect_timeout = connect_timeout
+        self._ssl = ssl_context
+        self._idle: dict[_Origin, list[_Connection]] = {}
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    async def _connect(self, origin: _Origin) -> tuple[_Connection, bool]:
+        """A connection to `origin`, and whether it is a kept-alive one being reused."""
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn, True
+        loop = asyncio.get_running_loop()
+        tls = self._tls() if origin.scheme == "https" else None
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await loop.create_connection(
+                    _Connection, origin.host, origin.port, ssl=tls,
+                    server_hostname=origin.host if tls else None,
+                )
+        except TimeoutError:
+            raise ConnectFailed(f"connecting timed out after {self._connect_timeout:g} s") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectFailed(type(exc).__name__) from None
+        return conn, False
+
+    def _put_back(self, origin: _Origin, conn: _Connection) -> None:
+        idle = self._idle.setdefault(origin, [])
+        if len(idle) < _MAX_IDLE_PER_HOST:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    async def request(self, method: str, url: str, *, headers: dict[str, str],
+                      body: bytes = b"") -> Response:
+        """Send a request and return once the response's headers arrived."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise HTTPClientError(f"not an http(s) URL: {parts.scheme}://…")
+        origin = _Origin(parts.scheme, parts.hostname,
+                         parts.port or (443 if parts.scheme == "https" else 80))
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        head = [f"{method} {target} HTTP/1.1", f"Host: {host}",
+                f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        # A kept-alive connection may have been closed by the server meanwhile;
+        # then, and only then, the request goes again on a fresh connection. A
+        # fresh connection failing is never retried: the server may have
+        # started the (paid) work.
+        while True:
+            conn, reused = await self._connect(origin)
+            response = Response(conn, self, origin)
+            conn.start(response)
+            assert conn.transport is not None
+            conn.transport.write(data)
+            try:
+                await response._headers()
+            except BodyIncomplete:
+                conn.close()
+                if reused and not response.headers_done:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            return response
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
