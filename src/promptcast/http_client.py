@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +29,15 @@ import httptools
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 _MAX_IDLE_PER_HOST = 64
+_DNS_TTL = 60.0
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class HTTPClientError(Exception):
@@ -253,6 +264,7 @@ class HTTPClient:
         self._connect_timeout = connect_timeout
         self._ssl = ssl_context
         self._idle: dict[_Origin, list[_Connection]] = {}
+        self._addresses: dict[str, tuple[float, str]] = {}
 
     def _tls(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -270,8 +282,9 @@ class HTTPClient:
         tls = self._tls() if origin.scheme == "https" else None
         try:
             async with asyncio.timeout(self._connect_timeout):
+                address = await self._resolve(origin)
                 _, conn = await loop.create_connection(
-                    _Connection, origin.host, origin.port, ssl=tls,
+                    _Connection, address, origin.port, ssl=tls,
                     server_hostname=origin.host if tls else None,
                 )
         except TimeoutError:
@@ -279,6 +292,26 @@ class HTTPClient:
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(type(exc).__name__) from None
         return conn, False
+
+    async def _resolve(self, origin: _Origin) -> str:
+        """An address for the host: IP literals as they are, names cached for a minute.
+
+        Without the cache every new connection resolves on a worker thread
+        (getaddrinfo blocks), costing a thread hop and an allocator arena.
+        """
+        host = origin.host
+        if _is_ip(host):
+            return host
+        loop = asyncio.get_running_loop()
+        cached = self._addresses.get(host)
+        if cached is not None and cached[0] > loop.time():
+            return cached[1]
+        infos = await loop.getaddrinfo(host, origin.port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise OSError(f"no address for {host}")
+        address = str(infos[0][4][0])
+        self._addresses[host] = (loop.time() + _DNS_TTL, address)
+        return address
 
     def _put_back(self, origin: _Origin, conn: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])
