@@ -104,3 +104,17 @@ async def test_readyz_names_the_key_the_default_model_lacks(
     assert body["status"] == "unavailable"
     assert body["checks"]["default_model"] == "keyed: set SCRIPTED_KEY"
     assert json.dumps(body).count("SECRET") == 0
+
+
+async def test_no_operator_endpoint_shows_a_configured_key(
+    serve: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    key = "sk-test-VISIBLE-SECRET-123456"
+    server = serve({"SCRIPTED_KEY": key, "PROMPTCAST_DEFAULT_MODEL": "keyed"})
+    upstream.enqueue(Script.error(500, f"backend saw key {key}"))
+    failed = await post_stream(f"{server.url}/optimize-stream", {"prompt": "x"})
+    assert failed.status == 502 and key.encode() not in failed.raw
+    async with httpx.AsyncClient() as client:
+        for path in ("/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json"):
+            body = (await client.get(f"{server.url}{path}")).text
+            assert key not in body and "VISIBLE-SECRET" not in body, path
