@@ -37,7 +37,7 @@ from .logs import RequestIdMiddleware, log_stream, request_id_var
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document as openapi_document
 from .providers import ProviderRegistry
-from .providers.llama import local_model_present
+from .providers.llama import LlamaProvider, local_model_present
 from .redact import Redactor
 from .relay import Limits, Relay, StreamStats, error_frame
 from .responses import (
@@ -493,6 +493,15 @@ def create_app(settings: Settings) -> Starlette:
         )
         runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set(),
                           app.state.drain, app.state.metrics)
+        default = settings.models.get_spec(settings.models.default)
+        if default.provider == "llama" and not settings.upstream_url:
+            # Load the embedded model now, off the loop, so the first request
+            # does not pay for it.
+            provider = registry.get(default)
+            if isinstance(provider, LlamaProvider):
+                warm = asyncio.get_running_loop().create_task(provider.warm_up())
+                runtime.tasks.add(warm)
+                warm.add_done_callback(runtime.tasks.discard)
         try:
             yield {"runtime": runtime}
         finally:

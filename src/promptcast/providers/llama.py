@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import secrets
 import threading
 import time
@@ -32,6 +33,7 @@ from ..models import ModelSpec
 from .base import ChatChunk, ChatRequest, make_chunk
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+log = logging.getLogger("promptcast.llama")
 
 
 def default_model_path() -> Path:
@@ -91,7 +93,10 @@ class LlamaProvider:
 
     async def warm_up(self) -> None:
         """Load the model now, off the event loop, so the first request does not wait."""
-        await asyncio.to_thread(self._load)
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception as exc:  # the first request reports it to its client
+            log.warning("could not load the embedded model: %s", exc)
 
     async def stream_chat(self, request: ChatRequest) -> _LlamaStream:
         # One generating plus `queue_size` waiting; past that, say so at once.
