@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,14 +32,11 @@ from .errors import (
     StreamTimeout,
     UnsupportedMediaType,
 )
-from .http_client import HTTPClient
 from .logs import RequestIdMiddleware, log_stream, request_id_var
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document as openapi_document
-from .providers import ProviderRegistry
-from .providers.llama import LlamaProvider, local_model_present
-from .redact import Redactor
-from .relay import Limits, Relay, StreamStats, error_frame
+from .providers.llama import local_model_present
+from .relay import Relay, StreamStats, error_frame
 from .responses import (
     RAW_SEND,
     ClientSink,
@@ -50,13 +47,12 @@ from .responses import (
     race,
 )
 from .resumable import RENEW_INTERVAL, Position, Producer, follow, parse_last_event_id
+from .runtime import Runtime, open_runtime
 from .schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
-from .service import ModelService, collect
+from .service import collect
 from .settings import Settings
-from .source import ChunkEvents, EventStream, HttpSource, InProcessSource, Source
-from .streams import Batch, StreamStore
-from .streams.memory import MemoryStore
-from .streams.redis import RedisStore
+from .source import ChunkEvents, EventStream
+from .streams import Batch
 
 STATIC = Path(__file__).parent / "static"
 T = TypeVar("T")
@@ -65,23 +61,6 @@ CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )
-
-
-@dataclass(slots=True)
-class Runtime:
-    """What the routes share, opened in `lifespan` and reached through `request.state`."""
-
-    settings: Settings
-    client: HTTPClient
-    service: ModelService
-    gateway: Source
-    local_source: Source
-    limits: Limits
-    store: StreamStore
-    producers: dict[str, Producer]
-    tasks: set[asyncio.Task[None]]
-    drain: Drain
-    metrics: Metrics
 
 
 def _error_response(exc: PromptcastError, request_id: str | None = None) -> JSONResponse:
@@ -459,58 +438,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        client = HTTPClient(connect_timeout=settings.connect_timeout)
-        redactor = Redactor(settings.models.secrets())
-        registry = ProviderRegistry(settings, client, redactor)
-        service = ModelService(settings.models, registry)
-        local: Source = InProcessSource(service)
-        gateway: Source = (
-            HttpSource(client, settings.upstream_url, max_event_bytes=settings.max_event_bytes)
-            if settings.upstream_url else local
-        )
-        limits = Limits(
-            first_token_timeout=settings.first_token_timeout,
-            idle_timeout=settings.idle_timeout,
-            total_timeout=settings.total_timeout,
-            heartbeat_interval=settings.heartbeat_interval,
-        )
-        store: StreamStore = (
-            RedisStore(
-                settings.redis_url,
-                ttl=settings.stream_ttl,
-                max_events=settings.stream_max_events,
-                max_stream_bytes=settings.stream_max_bytes,
-                lease_ttl=settings.lease_ttl,
-                running_ttl=settings.total_timeout + settings.resume_grace + 60,
-            )
-            if settings.redis_url
-            else MemoryStore(
-                ttl=settings.stream_ttl,
-                max_events=settings.stream_max_events,
-                max_stream_bytes=settings.stream_max_bytes,
-                max_total_bytes=settings.store_max_bytes,
-            )
-        )
-        runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set(),
-                          app.state.drain, app.state.metrics)
-        default = settings.models.get_spec(settings.models.default)
-        if default.provider == "llama" and not settings.upstream_url:
-            # Load the embedded model now, off the loop, so the first request
-            # does not pay for it.
-            provider = registry.get(default)
-            if isinstance(provider, LlamaProvider):
-                warm = asyncio.get_running_loop().create_task(provider.warm_up())
-                runtime.tasks.add(warm)
-                warm.add_done_callback(runtime.tasks.discard)
-        try:
+        async with open_runtime(settings, app.state.drain, app.state.metrics) as runtime:
             yield {"runtime": runtime}
-        finally:
-            for task in list(runtime.tasks):
-                task.cancel()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
-            await store.aclose()
-            await registry.aclose()
-            await client.aclose()
 
     routes = [
         Route("/", index, methods=["GET"]),

@@ -1,0 +1,100 @@
+"""The resources the routes share, opened when the app starts and closed when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .drain import Drain
+from .http_client import HTTPClient
+from .metrics import Metrics
+from .providers import ProviderRegistry
+from .providers.llama import LlamaProvider
+from .redact import Redactor
+from .relay import Limits
+from .resumable import Producer
+from .service import ModelService
+from .settings import Settings
+from .source import HttpSource, InProcessSource, Source
+from .streams import StreamStore
+from .streams.memory import MemoryStore
+from .streams.redis import RedisStore
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the routes share, reached through `request.state.runtime`."""
+
+    settings: Settings
+    client: HTTPClient
+    service: ModelService
+    gateway: Source
+    local_source: Source
+    limits: Limits
+    store: StreamStore
+    producers: dict[str, Producer]
+    tasks: set[asyncio.Task[None]]
+    drain: Drain
+    metrics: Metrics
+
+
+
+def _store(settings: Settings) -> StreamStore:
+    if settings.redis_url:
+        return RedisStore(
+            settings.redis_url,
+            ttl=settings.stream_ttl,
+            max_events=settings.stream_max_events,
+            max_stream_bytes=settings.stream_max_bytes,
+            lease_ttl=settings.lease_ttl,
+            running_ttl=settings.total_timeout + settings.resume_grace + 60,
+        )
+    return MemoryStore(
+        ttl=settings.stream_ttl,
+        max_events=settings.stream_max_events,
+        max_stream_bytes=settings.stream_max_bytes,
+        max_total_bytes=settings.store_max_bytes,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, drain: Drain, metrics: Metrics
+                       ) -> AsyncIterator[Runtime]:
+    """Open the HTTP client, providers, sources and store; close them all at the end."""
+    client = HTTPClient(connect_timeout=settings.connect_timeout)
+    registry = ProviderRegistry(settings, client, Redactor(settings.models.secrets()))
+    service = ModelService(settings.models, registry)
+    local: Source = InProcessSource(service)
+    gateway: Source = (
+        HttpSource(client, settings.upstream_url, max_event_bytes=settings.max_event_bytes)
+        if settings.upstream_url else local
+    )
+    limits = Limits(
+        first_token_timeout=settings.first_token_timeout,
+        idle_timeout=settings.idle_timeout,
+        total_timeout=settings.total_timeout,
+        heartbeat_interval=settings.heartbeat_interval,
+    )
+    store = _store(settings)
+    runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set(),
+                      drain, metrics)
+    default = settings.models.get_spec(settings.models.default)
+    if default.provider == "llama" and not settings.upstream_url:
+        # Load the embedded model now, off the loop, so the first request
+        # does not pay for it.
+        provider = registry.get(default)
+        if isinstance(provider, LlamaProvider):
+            warm = asyncio.get_running_loop().create_task(provider.warm_up())
+            runtime.tasks.add(warm)
+            warm.add_done_callback(runtime.tasks.discard)
+    try:
+        yield runtime
+    finally:
+        for task in list(runtime.tasks):
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await store.aclose()
+        await registry.aclose()
+        await client.aclose()
