@@ -51,6 +51,24 @@ async def events_of(response: httpx.Response, raw: bytearray | None = None) -> A
             yield event
 
 
+async def _read(response: httpx.Response) -> Received:
+    """The whole stream, or the JSON error (or empty body) of a non-stream answer."""
+    got = Received(response.status_code, response.headers)
+    if response.status_code != 200 or not response.headers.get(
+        "content-type", ""
+    ).startswith("text/event-stream"):
+        await response.aread()
+        got.raw = response.content
+        if response.content:
+            got.body = response.json()
+        return got
+    raw = bytearray()
+    async for event in events_of(response, raw):
+        got.events.append(event)
+    got.raw = bytes(raw)
+    return got
+
+
 async def post_stream(url: str, body: dict[str, Any] | bytes, *,
                       headers: dict[str, str] | None = None) -> Received:
     """POST and read the whole stream (or the JSON error)."""
@@ -60,16 +78,12 @@ async def post_stream(url: str, body: dict[str, Any] | bytes, *,
         if isinstance(body, bytes):
             hdrs.setdefault("Content-Type", "application/json")
         async with client.stream("POST", url, headers=hdrs, **kwargs) as response:
-            got = Received(response.status_code, response.headers)
-            if response.status_code != 200 or not response.headers.get(
-                "content-type", ""
-            ).startswith("text/event-stream"):
-                await response.aread()
-                got.raw = response.content
-                got.body = response.json()
-                return got
-            raw = bytearray()
-            async for event in events_of(response, raw):
-                got.events.append(event)
-            got.raw = bytes(raw)
-            return got
+            return await _read(response)
+
+
+async def get_stream(url: str, headers: dict[str, str] | None = None) -> Received:
+    """GET (a resume) and read the whole stream, or the error, or a 204's empty body."""
+    async with httpx.AsyncClient(timeout=15) as client, client.stream(
+        "GET", url, headers=headers or {}
+    ) as response:
+        return await _read(response)

@@ -17,8 +17,8 @@ from promptcast.auth import ApiKeyMiddleware, anonymous_refusal, is_loopback
 from promptcast.settings import Settings, SettingsError, read_api_keys
 
 from .conftest import Process, RunningServer, free_port, models_file
-from .sse_client import post_stream
-from .test_resumable import get_stream, read_some
+from .sse_client import get_stream, post_stream
+from .test_resumable import read_some
 from .upstream_double import Script, UpstreamDouble
 
 pytestmark = pytest.mark.anyio

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from .conftest import ROOT, Process, free_port
-from .sse_client import events_of, post_stream
+from .sse_client import events_of, get_stream, post_stream
 from .test_replicas import PROMPT
-from .test_resumable import content_of, get_stream, read_some
+from .test_resumable import content_of, read_some
 from .upstream_double import Script, UpstreamDouble
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

@@ -12,8 +12,8 @@ import pytest
 from promptcast.sse import Event
 
 from .conftest import Process, RedisServer
-from .sse_client import events_of, post_stream
-from .test_resumable import content_of, get_stream, read_some
+from .sse_client import events_of, get_stream, post_stream
+from .test_resumable import content_of, read_some
 from .upstream_double import Script, UpstreamDouble
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

@@ -12,7 +12,7 @@ import pytest
 from promptcast.sse import Event
 
 from .conftest import RedisServer, RunningServer
-from .sse_client import Received, events_of, post_stream
+from .sse_client import Received, events_of, get_stream, post_stream
 from .upstream_double import Script, UpstreamDouble, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -50,24 +50,6 @@ async def read_some(url: str, body: dict[str, Any], k: int,
             if len(got) == k:
                 break
     return stream_id, got
-
-
-async def get_stream(url: str, headers: dict[str, str] | None = None) -> Received:
-    async with httpx.AsyncClient(timeout=15) as client, client.stream(
-        "GET", url, headers=headers or {}
-    ) as response:
-        got = Received(response.status_code, response.headers)
-        if response.status_code != 200:
-            await response.aread()
-            got.raw = response.content
-            if response.content:
-                got.body = response.json()
-            return got
-        raw = bytearray()
-        async for event in events_of(response, raw):
-            got.events.append(event)
-        got.raw = bytes(raw)
-        return got
 
 
 def content_of(events: list[Event]) -> str:
