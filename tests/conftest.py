@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from promptcast.api import create_app
+from promptcast.direct import HttpProtocol
 from promptcast.settings import Settings
 
 from .upstream_double import UpstreamDouble
@@ -85,7 +86,7 @@ def start_server(settings: Settings) -> RunningServer:
     """promptcast under uvicorn (uvloop + httptools, as `promptcast serve`) in a thread."""
     sock = free_socket()
     app = create_app(settings)
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning",
+    config = uvicorn.Config(app, loop="uvloop", http=HttpProtocol, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,

@@ -132,6 +132,7 @@ class UpstreamDouble:
         self.open_connections = 0
         self.client_closed = 0     # streams the client abandoned before the script ended
         self.completed = 0         # scripts written to the end
+        self.written = 0           # body bytes written (and taken by the kernel)
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -268,6 +269,7 @@ class UpstreamDouble:
                 if isinstance(step, bytes):
                     writer.write(b"%x\r\n%s\r\n" % (len(step), step))
                     await writer.drain()
+                    self._changed(written=len(step))
                     if index == last and script.then == "end":
                         break  # a client may rightly hang up once it has [DONE]
                     # Let each step leave as its own TCP segment.

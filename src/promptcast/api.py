@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-import secrets
+import os
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from functools import partial
@@ -21,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from .auth import build_middleware
+from .direct import DirectChannel, channel_of
 from .drain import Drain
 from .errors import (
     ClientGone,
@@ -32,7 +34,13 @@ from .errors import (
     StreamTimeout,
     UnsupportedMediaType,
 )
-from .logs import RequestIdMiddleware, log_stream, request_id_var
+from .logs import (
+    STREAM_LOGGED,
+    RequestIdMiddleware,
+    log_stream,
+    new_request_id,
+    request_id_var,
+)
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document as openapi_document
 from .providers.llama import local_model_present
@@ -71,12 +79,13 @@ def _error_response(exc: PromptcastError, request_id: str | None = None) -> JSON
 
 
 def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.state.runtime
+    # The lifespan's state dict itself: `request.state` wraps it anew per request.
+    runtime: Runtime = request.scope["state"]["runtime"]
     return runtime
 
 
 def _request_id(request: Request) -> str:
-    return request_id_var.get() or secrets.token_hex(8)
+    return request_id_var.get() or new_request_id()
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -101,15 +110,16 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
 def _new_stream_id() -> str:
     # 12 URL-safe characters: short, and free of `:` and the other bytes that
     # would make a Last-Event-ID unsafe for a cross-origin reconnect.
-    return secrets.token_urlsafe(9)
+    return base64.urlsafe_b64encode(os.urandom(9)).decode()
 
 
 def _stream_response(
-    rt: Runtime, events: EventStream, request_id: str, log_fields: dict[str, Any],
-    *, openai_errors: bool = False,
+    request: Request, rt: Runtime, events: EventStream, request_id: str,
+    log_fields: dict[str, Any], *, openai_errors: bool = False,
 ) -> EventStreamResponse:
     """Relay `events` straight to this client; its leaving cancels the upstream."""
     stream_id = _new_stream_id()
+    scope = request.scope
     relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors)
 
     async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
@@ -117,16 +127,20 @@ def _stream_response(
             return await first_reason(disconnected, rt.drain.expired())
 
         rt.metrics.started(log_fields["model"])
-        stats = await relay.run(sink, stopped)
-        _finished(rt, stats, request_id=request_id, **log_fields)
+        if sink.channel is not None and relay.can_run_direct():
+            stats = await relay.run_direct(sink.channel, rt.drain)
+        else:
+            stats = await relay.run(sink, stopped)
+        _finished(rt, stats, request_id=request_id, path=scope["path"], **log_fields)
+        scope[STREAM_LOGGED] = True
 
     return EventStreamResponse(produce, {"X-Stream-Id": stream_id, "X-Request-ID": request_id})
 
 
 def _finished(rt: Runtime, stats: StreamStats, *, model: str, mode: str,
-              request_id: str | None) -> None:
+              request_id: str | None, path: str | None = None) -> None:
     """One stream ended: its log line and its metrics."""
-    log_stream(stats, model=model, mode=mode, request_id=request_id)
+    log_stream(stats, model=model, mode=mode, request_id=request_id, path=path)
     rt.metrics.finished(stats, model)
 
 
@@ -154,19 +168,47 @@ def _follow_response(rt: Runtime, position: Position, first: Batch | None,
 
 async def _opened(request: Request, rt: Runtime, opening: Awaitable[T]) -> T:
     """Await an upstream's opening, bounded by the first-token timeout and the client's patience."""
+    limit = rt.settings.first_token_timeout
+    channel = channel_of(request.scope)
+    if channel is not None:
+        return await _opened_on(channel, opening, limit)
+
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    limit = rt.settings.first_token_timeout
     try:
-        return await first_of(opening, disconnected, limit, lambda: StreamTimeout(
-            f"the model did not start answering within {limit:g} s"
-        ))
+        return await first_of(opening, disconnected, limit, lambda: _not_started(limit))
     except asyncio.CancelledError:
         if (task := asyncio.current_task()) is not None and task.cancelling():
             raise
         raise ClientGone("the client disconnected before the stream started") from None
+
+
+async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float) -> T:
+    """`_opened` in this task; the connection says when the client leaves: no extra tasks."""
+    task = asyncio.current_task()
+    assert task is not None
+    if channel.gone:
+        raise ClientGone("the client disconnected before the stream started")
+    channel.on_gone(task.cancel)
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            return await opening
+    except TimeoutError:
+        if deadline.expired():
+            raise _not_started(limit) from None
+        raise
+    except asyncio.CancelledError:
+        if channel.gone and task.uncancel() == 0:
+            raise ClientGone("the client disconnected before the stream started") from None
+        raise
+    finally:
+        channel.on_gone(None)
+
+
+def _not_started(limit: float) -> StreamTimeout:
+    return StreamTimeout(f"the model did not start answering within {limit:g} s")
 
 
 async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
@@ -227,7 +269,8 @@ async def _optimize(request: Request, *, gateway: bool) -> Response:
     except PromptcastError as exc:
         rt.metrics.error(body.model if body is not None else "", exc.error_code)
         return _error_response(exc, request_id)
-    return _stream_response(rt, events, request_id, {"model": body.model, "mode": body.mode.value})
+    return _stream_response(request, rt, events, request_id,
+                            {"model": body.model, "mode": body.mode.value})
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -344,8 +387,8 @@ async def chat_completions(request: Request) -> Response:
         rt.metrics.error(str(data.get("model") or ""), exc.error_code)
         return _error_response(exc, request_id)
     events = ChunkEvents(stream, include_usage=body.include_usage)
-    return _stream_response(rt, events, request_id, {"model": chat.model, "mode": "chat"},
-                            openai_errors=True)
+    return _stream_response(request, rt, events, request_id,
+                            {"model": chat.model, "mode": "chat"}, openai_errors=True)
 
 
 async def list_models(request: Request) -> Response:

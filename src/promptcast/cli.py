@@ -95,6 +95,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from .api import create_app
+    from .direct import HttpProtocol
     from .logs import configure
 
     configure(settings.log_level)
@@ -131,7 +132,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools, plus the direct channel for event streams
         access_log=False,  # promptcast.access logs each request, with its request id
         # Past the drain, streams end with `shutting_down` frames within seconds.
         timeout_graceful_shutdown=int(settings.drain_timeout) + 10,

@@ -7,6 +7,8 @@ parser: a body chunk costs one callback and one wake-up of the reader.
 
     loop ──data_received──▶ parser ──on_body──▶ deque ──(wake)──▶ `async for chunk in response`
                                     (pause_reading above the high-water mark; resume below)
+                                          └──▶ `deliver(on_body, on_end)`: each chunk handed
+                                               over inside the read callback, no task hop
 
 Connections are kept alive and reused per (scheme, host, port) when a
 response was read to its end; one given up part-way is closed.
@@ -19,7 +21,7 @@ import collections
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import urlsplit
@@ -90,7 +92,7 @@ class _Connection(asyncio.Protocol):
         if response is not None and not response.complete and response.headers_done \
                 and response.until_close:
             response.complete = True
-            response.wake()
+            response.ended()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -99,7 +101,7 @@ class _Connection(asyncio.Protocol):
         if response is not None and not response.complete:
             if response.until_close and response.headers_done and exc is None:
                 response.complete = True
-                response.wake()
+                response.ended()
             else:
                 self._fail(BodyIncomplete("the upstream closed the connection mid-response"))
 
@@ -131,6 +133,10 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is None:
             return
+        on_body = response.on_body
+        if on_body is not None:
+            on_body(body)
+            return
         response.chunks.append(body)
         response.buffered += len(body)
         if response.buffered > _HIGH_WATER and not self._paused and self.transport is not None:
@@ -144,7 +150,7 @@ class _Connection(asyncio.Protocol):
             return
         response.complete = True
         response.keep_alive = self.parser.should_keep_alive()
-        response.wake()
+        response.ended()
 
     # -- used by Response --------------------------------------------------------
 
@@ -166,7 +172,21 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is not None and not response.complete:
             response.error = exc
-            response.wake()
+            response.ended()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
 
     def close(self) -> None:
         self.closed = True
@@ -192,11 +212,59 @@ class Response:
     buffered: int = 0
     _waiter: asyncio.Future[None] | None = None
     _released: bool = False
+    on_body: Callable[[bytes], None] | None = None
+    on_end: Callable[[HTTPClientError | None], None] | None = None
+    _push_paused: bool = False
 
     def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def ended(self) -> None:
+        """The body is complete or failed: tell whoever waits, or the push listener."""
+        on_end = self.on_end
+        if on_end is not None:
+            self.on_end = self.on_body = None
+            on_end(self.error)
+        else:
+            self.wake()
+
+    def deliver(self, on_body: Callable[[bytes], None],
+                on_end: Callable[[HTTPClientError | None], None]) -> None:
+        """From now on hand each body chunk to `on_body` as it is read, then call `on_end` once.
+
+        Chunks already read are handed over first, inside this call. `on_end`
+        gets None when the body is complete, the error when it failed; the
+        listener still closes the response (`close()`), which may happen
+        inside either callback.
+        """
+        self.on_body = on_body
+        self.on_end = on_end
+        chunks = self.chunks
+        conn = self._conn
+        # Paused above the pull mode's high-water mark: from here on only the
+        # listener pauses reading.
+        was_paused = conn.paused
+        while chunks and self.on_body is not None:
+            chunk = chunks.popleft()
+            self.buffered -= len(chunk)
+            on_body(chunk)
+        if self.on_body is None:
+            return
+        if was_paused and not self._push_paused:
+            conn.resume()
+        if self.complete or self.error is not None:
+            self.ended()
+
+    def pause_reading(self) -> None:
+        """Push mode's flow control: stop reading from the upstream until `resume_reading()`."""
+        self._push_paused = True
+        self._conn.pause()
+
+    def resume_reading(self) -> None:
+        self._push_paused = False
+        self._conn.resume()
 
     async def _wait(self) -> None:
         self._waiter = asyncio.get_running_loop().create_future()
@@ -244,15 +312,21 @@ class Response:
         if self._released:
             return
         self._released = True
+        self.on_body = self.on_end = None
         conn = self._conn
         if self.complete and self.keep_alive and not conn.closed and self.error is None:
             conn.response = None
+            conn.resume()  # a listener may have paused it after the last byte came
             self._client._put_back(self._origin, conn)
         else:
             conn.close()
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         """Done with it: a finished response's connection is reused, any other is closed."""
+        self._release()
+
+    async def aclose(self) -> None:
+        """`close()`, for `async with`-style owners."""
         self._release()
 
 
@@ -265,6 +339,7 @@ class HTTPClient:
         self._ssl = ssl_context
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._addresses: dict[str, tuple[float, str]] = {}
+        self._targets: dict[str, tuple[_Origin, str, str]] = {}
 
     def _tls(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -320,9 +395,11 @@ class HTTPClient:
         else:
             conn.close()
 
-    async def request(self, method: str, url: str, *, headers: dict[str, str],
-                      body: bytes = b"") -> Response:
-        """Send a request and return once the response's headers arrived."""
+    def _target(self, url: str) -> tuple[_Origin, str, str]:
+        """Where `url` goes: origin, request target, Host header (parsed once per URL)."""
+        known = self._targets.get(url)
+        if known is not None:
+            return known
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HTTPClientError(f"not an http(s) URL: {parts.scheme}://…")
@@ -330,6 +407,14 @@ class HTTPClient:
                          parts.port or (443 if parts.scheme == "https" else 80))
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        if len(self._targets) < 256:  # the configured upstreams: a handful
+            self._targets[url] = (origin, target, host)
+        return origin, target, host
+
+    async def request(self, method: str, url: str, *, headers: dict[str, str],
+                      body: bytes = b"") -> Response:
+        """Send a request and return once the response's headers arrived."""
+        origin, target, host = self._target(url)
         head = [f"{method} {target} HTTP/1.1", f"Host: {host}",
                 f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in headers.items()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -11,12 +13,23 @@ from prometheus_client import (
     generate_latest,
 )
 
-from .relay import StreamStats
+from .relay import Outcome, StreamStats
 
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 _DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@dataclass(slots=True)
+class _ModelMetrics:
+    """One model's labelled children, looked up once."""
+
+    in_flight: Gauge
+    ttft: Histogram
+    duration: Histogram
+    chunks: Counter
+    outcomes: dict[Outcome, Counter] = field(default_factory=dict)
 
 
 class Metrics:
@@ -42,17 +55,32 @@ class Metrics:
         self.errors = Counter("promptcast_errors_total",
                               "Errors by code, before or during a stream (upstream_* are the "
                               "upstream's)", ["model", "code"], registry=r)
+        self._models: dict[str, _ModelMetrics] = {}
+
+    def _of(self, model: str) -> _ModelMetrics:
+        # `labels()` costs a lock and a tuple key per call: resolve once per model.
+        children = self._models.get(model)
+        if children is None:
+            children = self._models[model] = _ModelMetrics(
+                self.in_flight.labels(model), self.ttft.labels(model),
+                self.duration.labels(model), self.chunks.labels(model))
+        return children
 
     def started(self, model: str) -> None:
-        self.in_flight.labels(model).inc()
+        self._of(model).in_flight.inc()
 
     def finished(self, stats: StreamStats, model: str) -> None:
-        self.in_flight.labels(model).dec()
-        self.streams.labels(model, stats.outcome.value).inc()
+        children = self._of(model)
+        children.in_flight.dec()
+        outcome = children.outcomes.get(stats.outcome)
+        if outcome is None:
+            outcome = children.outcomes[stats.outcome] = self.streams.labels(
+                model, stats.outcome.value)
+        outcome.inc()
         if stats.first_event_after is not None:
-            self.ttft.labels(model).observe(stats.first_event_after)
-        self.duration.labels(model).observe(stats.duration)
-        self.chunks.labels(model).inc(stats.chunks)
+            children.ttft.observe(stats.first_event_after)
+        children.duration.observe(stats.duration)
+        children.chunks.inc(stats.chunks)
         if stats.prompt_tokens:
             self.tokens.labels(model, "prompt").inc(stats.prompt_tokens)
         if stats.completion_tokens:

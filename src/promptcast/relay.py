@@ -12,6 +12,14 @@ The main task always closes the upstream (`events.aclose()`), then hands the
 sink the one terminal frame: the upstream's own `[DONE]`/error/timeout, or ours
 for a timeout or an error raised mid-stream; none when the client is gone.
 The sink is the client's connection, or a streams store for resumable streams.
+
+    run_direct() ── the same life with no task per chunk, for a client
+                    connection that takes writes directly (`direct.py`) and
+                    an upstream that pushes (`source.PushEvents`): each event
+                    is framed and written inside the upstream's read callback;
+                    one timer does heartbeats and deadlines; the client's
+                    leaving and the drain arrive as callbacks; the task only
+                    waits for the end, then closes and writes the terminal frame.
 """
 
 from __future__ import annotations
@@ -23,13 +31,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import orjson
 
 from . import sse
+from .direct import DirectChannel
+from .drain import Drain
 from .errors import PromptcastError, StreamTimeout, UpstreamError, error_payload
-from .source import EventStream
+from .source import EventStream, PushEvents
 
 log = logging.getLogger("promptcast.relay")
 
@@ -119,6 +129,14 @@ class Relay:
         self._start = now
         self._last_event: float | None = None
         self._last_write = now
+        # Push mode (run_direct) only.
+        self._channel: DirectChannel | None = None
+        self._pusher: PushEvents | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._terminal: bytes | None = None
+        self._settled = False
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def _frame(self, event: sse.Event) -> bytes:
         self._seq += 1
@@ -162,16 +180,8 @@ class Relay:
             with contextlib.suppress(Exception):
                 await self._events.aclose()
         stats = self.stats
-        if self._client_gone:
-            stats.outcome = Outcome.CANCELLED
-        elif self._reason is not None:
-            stats.outcome = (Outcome.TIMEOUT if isinstance(self._reason, StreamTimeout)
-                             else Outcome.ERROR)
-            stats.error_code = self._reason.error_code
-            self._seq += 1
-            terminal = error_frame(self._reason, f"{self._stream_id}.{self._seq}",
-                                   openai_style=self._openai_errors)
-        if terminal is not None and not self._client_gone:
+        terminal = self._conclude(terminal)
+        if terminal is not None:
             try:
                 async with asyncio.timeout(_TERMINAL_WRITE_TIMEOUT):
                     await sink.terminal(self._seq, terminal)
@@ -179,6 +189,35 @@ class Relay:
                 stats.outcome = Outcome.CANCELLED
         stats.duration = time.monotonic() - stats.started
         return stats
+
+    def _conclude(self, terminal: bytes | None) -> bytes | None:
+        """Settle the outcome; the terminal frame to write, if the client is still there."""
+        stats = self.stats
+        if self._client_gone:
+            stats.outcome = Outcome.CANCELLED
+            return None
+        if self._reason is not None:
+            stats.outcome = (Outcome.TIMEOUT if isinstance(self._reason, StreamTimeout)
+                             else Outcome.ERROR)
+            stats.error_code = self._reason.error_code
+            self._seq += 1
+            return error_frame(self._reason, f"{self._stream_id}.{self._seq}",
+                               openai_style=self._openai_errors)
+        return terminal
+
+    def _terminal_of(self, event: sse.Event) -> bytes | None:
+        """The frame of `event` if it ends the stream (`[DONE]`, error, timeout), else None."""
+        kind = event.event
+        if kind in _TERMINAL_TYPES:
+            stats = self.stats
+            stats.outcome = Outcome.TIMEOUT if kind == "timeout" else Outcome.ERROR
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                stats.error_code = orjson.loads(event.data).get("code")
+            return self._frame(event)
+        if kind == "message" and event.data == "[DONE]":
+            self.stats.outcome = Outcome.DONE
+            return self._frame(event)
+        return None
 
     async def _pump(self, sink: Sink) -> bytes | None:
         """Write events until the terminal one, which is returned unwritten."""
@@ -188,14 +227,9 @@ class Relay:
             if self._last_event is None:
                 stats.first_event_after = now - self._start
             self._last_event = now
-            if event.event in _TERMINAL_TYPES:
-                stats.outcome = Outcome.TIMEOUT if event.event == "timeout" else Outcome.ERROR
-                with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-                    stats.error_code = orjson.loads(event.data).get("code")
-                return self._frame(event)
-            if event.data == "[DONE]" and event.event == "message":
-                stats.outcome = Outcome.DONE
-                return self._frame(event)
+            terminal = self._terminal_of(event)
+            if terminal is not None:
+                return terminal
             frame = self._frame(event)
             try:
                 await sink.event(self._seq, frame)
@@ -225,22 +259,27 @@ class Relay:
             self._reason = reason
         main.cancel()
 
+    def _read_deadline(self) -> tuple[float, Callable[[], str]]:
+        """When the stream times out if nothing comes, and how to say why."""
+        limits = self._limits
+        if self._last_event is None:
+            deadline = self._start + limits.first_token_timeout
+            what = lambda: f"no first token within {limits.first_token_timeout:g} s"  # noqa: E731
+        else:
+            deadline = self._last_event + limits.idle_timeout
+            what = lambda: f"no data from the model for {limits.idle_timeout:g} s"  # noqa: E731
+        total = self._start + limits.total_timeout
+        if total <= deadline:
+            return total, lambda: f"the stream reached its {limits.total_timeout:g} s limit"
+        return deadline, what
+
     async def _tick(self, sink: Sink, main: asyncio.Task[object]) -> None:
         limits = self._limits
-        total_deadline = self._start + limits.total_timeout
         while True:
             now = self._loop.time()
-            if self._last_event is None:
-                read_deadline = self._start + limits.first_token_timeout
-                what = f"no first token within {limits.first_token_timeout:g} s"
-            else:
-                read_deadline = self._last_event + limits.idle_timeout
-                what = f"no data from the model for {limits.idle_timeout:g} s"
-            if total_deadline <= read_deadline:
-                read_deadline = total_deadline
-                what = f"the stream reached its {limits.total_timeout:g} s limit"
+            read_deadline, what = self._read_deadline()
             if now >= read_deadline:
-                self._stop(main, StreamTimeout(what))
+                self._stop(main, StreamTimeout(what()))
                 return
             if limits.heartbeat_interval is None:
                 await asyncio.sleep(read_deadline - now)
@@ -264,3 +303,143 @@ class Relay:
 
     async def _watch(self, stopped: Stopped, main: asyncio.Task[object]) -> None:
         self._stop(main, await stopped())
+
+    # -- push mode ---------------------------------------------------------------
+
+    def can_run_direct(self) -> bool:
+        """Whether the upstream can push its events (`run_direct`); else use `run`."""
+        # Duck-typed: a runtime-checkable Protocol's isinstance costs ~3 µs a stream.
+        can_push = getattr(self._events, "can_push", None)
+        return can_push is not None and bool(can_push())
+
+    async def run_direct(self, channel: DirectChannel, drain: Drain) -> StreamStats:
+        """`run()` for a connection that takes writes directly; returns when the stream ended."""
+        events = cast(PushEvents, self._events)
+        self._pusher = events
+        loop = self._loop
+        self._channel = channel
+        done = self._done = loop.create_future()
+        self._schedule_timer(loop.time())
+        channel.on_gone(self._gone)
+        unsubscribe = drain.subscribe(self._drained)
+        try:
+            events.push(self)  # may hand over buffered events, even the whole stream
+            if not self._settled:
+                await done
+        finally:
+            self._finished = self._settled = True
+            if self._timer is not None:
+                self._timer.cancel()
+            channel.on_gone(None)
+            channel.on_writable(None)
+            unsubscribe()
+            events.close()
+        terminal = self._conclude(self._terminal)
+        if terminal is not None and not channel.write(terminal):
+            self.stats.outcome = Outcome.CANCELLED
+        stats = self.stats
+        stats.duration = time.monotonic() - stats.started
+        return stats
+
+    def _settle(self) -> None:
+        if not self._settled:
+            self._settled = True
+            done = self._done
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def event(self, event: sse.Event) -> None:
+        """An upstream event, inside its read callback: frame it and write it at once."""
+        if self._settled:
+            return
+        try:
+            now = self._loop.time()
+            if self._last_event is None:
+                self.stats.first_event_after = now - self._start
+            self._last_event = now
+            terminal = self._terminal_of(event)
+            if terminal is not None:
+                self._terminal = terminal
+                self._settle()
+                return
+            channel = self._channel
+            assert channel is not None
+            if not channel.write(self._frame(event)):
+                self._client_gone = True
+                self._settle()
+                return
+            self._last_write = now
+            self.stats.chunks += 1
+            data = event.data
+            if '"usage":{' in data:
+                self._count_usage(data)
+            if channel.paused and not self._paused:
+                # The client reads slower than the upstream writes: stop reading
+                # the upstream until the client's buffer drains.
+                self._paused = True
+                assert self._pusher is not None
+                self._pusher.pause()
+                channel.on_writable(self._writable)
+        except Exception as exc:
+            log.exception("stream %s failed", self._stream_id)
+            self._reason = UpstreamError(f"internal error: {type(exc).__name__}",
+                                         code="internal_error")
+            self._settle()
+
+    def end(self, error: PromptcastError | None) -> None:
+        """The upstream ended without a terminal event, or failed."""
+        if self._settled:
+            return
+        self._reason = error or UpstreamError(
+            "the upstream ended the stream before it was complete", code="upstream_closed")
+        self._settle()
+
+    def _writable(self) -> None:
+        channel = self._channel
+        if self._paused and channel is not None and not channel.paused:
+            self._paused = False
+            channel.on_writable(None)
+            assert self._pusher is not None
+            self._pusher.resume()
+
+    def _gone(self) -> None:
+        if not self._settled:
+            self._client_gone = True
+            self._settle()
+
+    def _drained(self) -> None:
+        if not self._settled:
+            self._reason = Drain.error()
+            self._settle()
+
+    def _schedule_timer(self, now: float) -> None:
+        deadline = self._read_deadline()[0]
+        interval = self._limits.heartbeat_interval
+        if interval is not None:
+            deadline = min(deadline, max(self._last_write + interval, now))
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Deadlines and heartbeats; events only move timestamps, so this re-arms itself."""
+        if self._settled:
+            return
+        now = self._loop.time()
+        deadline, what = self._read_deadline()
+        if now >= deadline:
+            self._reason = StreamTimeout("the client stopped reading the stream" if self._paused
+                                         else what())
+            self._settle()
+            return
+        interval = self._limits.heartbeat_interval
+        if interval is not None and now >= self._last_write + interval:
+            channel = self._channel
+            assert channel is not None
+            # A paused client has unread bytes queued already; a heartbeat adds nothing.
+            if not self._paused and not channel.write(HEARTBEAT):
+                self._client_gone = True
+                self._settle()
+                return
+            self._last_write = now
+        self._schedule_timer(now)

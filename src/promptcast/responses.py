@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .direct import DirectChannel, channel_of
 from .errors import PromptcastError
 from .relay import HEARTBEAT
 
@@ -27,12 +28,16 @@ T = TypeVar("T")
 
 
 class ClientSink:
-    """A relay's sink that writes each frame to the client as one ASGI message."""
+    """A relay's sink that writes each frame to the client as one ASGI message.
 
-    __slots__ = ("_send",)
+    `channel` is the connection itself when the server offers one (`direct.py`).
+    """
 
-    def __init__(self, send: Send) -> None:
+    __slots__ = ("_send", "channel")
+
+    def __init__(self, send: Send, channel: DirectChannel | None = None) -> None:
         self._send = send
+        self.channel = channel
 
     async def write(self, frame: bytes) -> None:
         await self._send({"type": "http.response.body", "body": frame, "more_body": True})
@@ -75,7 +80,10 @@ class EventStreamResponse(Response):
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        await self._produce(ClientSink(send), disconnected)
+        channel = channel_of(scope)
+        if channel is not None and not channel.ready:
+            channel = None
+        await self._produce(ClientSink(send, channel), disconnected)
         # Bounded: a client that stopped reading would otherwise hold this forever.
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):

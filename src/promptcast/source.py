@@ -9,13 +9,13 @@ the same bytes whichever is configured.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, cast
 
 import orjson
 
-from .errors import PromptcastError, UpstreamError
+from .errors import PromptcastError, SSEProtocolError, UpstreamError
 from .http_client import HTTPClient, HTTPClientError, Response
-from .providers import ChunkStream
+from .providers import ChatChunk, ChunkStream, PushChunks
 from .redact import safe_url
 from .schemas import OptimizeRequest
 from .service import ModelService
@@ -28,6 +28,31 @@ class EventStream(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
     async def aclose(self) -> None: ...
+
+
+class EventListener(Protocol):
+    """Takes a pushed stream's events inside the upstream's read callback."""
+
+    def event(self, event: Event) -> None: ...
+
+    def end(self, error: PromptcastError | None) -> None:
+        """The upstream ended (None: without a terminal event) or failed."""
+
+
+class PushEvents(Protocol):
+    """An event stream that can also push its events (see `direct.py` for why)."""
+
+    def can_push(self) -> bool: ...
+
+    def push(self, listener: EventListener) -> None:
+        """Deliver every event to `listener` from now on, the buffered ones first."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None:
+        """Stop: no more events; the upstream connection is released or closed."""
 
 
 class Source(Protocol):
@@ -57,6 +82,44 @@ class ChunkEvents:
 
     async def aclose(self) -> None:
         await self._chunks.aclose()
+
+    # -- push mode: the provider's chunks arrive from its read callback ----------
+
+    def can_push(self) -> bool:
+        return hasattr(self._chunks, "push")
+
+    @property
+    def _pusher(self) -> PushChunks:
+        return cast(PushChunks, self._chunks)
+
+    def push(self, listener: EventListener) -> None:
+        self._listener = listener
+        self._pusher.push(self)
+
+    def chunk(self, chunk: ChatChunk) -> None:
+        if chunk.usage is not None and not self._include_usage and not (
+            chunk.content or chunk.finish_reason
+        ):
+            return
+        self._listener.event(Event(data=chunk.data))
+
+    def passthrough(self, data: str) -> None:
+        self._listener.event(Event(data=data))
+
+    def end(self, error: PromptcastError | None) -> None:
+        if error is None:
+            self._listener.event(DONE)
+        else:
+            self._listener.end(error)
+
+    def pause(self) -> None:
+        self._pusher.pause()
+
+    def resume(self) -> None:
+        self._pusher.resume()
+
+    def close(self) -> None:
+        self._pusher.close()
 
 
 class InProcessSource:
@@ -172,3 +235,40 @@ class _HttpEvents:
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+    # -- push mode -----------------------------------------------------------------
+
+    def can_push(self) -> bool:
+        return True
+
+    def push(self, listener: EventListener) -> None:
+        self._listener = listener
+        self._response.deliver(self._on_body, self._on_end)
+
+    def _on_body(self, raw: bytes) -> None:
+        try:
+            events = self._decoder.feed(raw)
+        except SSEProtocolError as exc:
+            self._response.close()
+            self._listener.end(exc)
+            return
+        for event in events:
+            self._listener.event(event)
+
+    def _on_end(self, error: HTTPClientError | None) -> None:
+        if error is None:
+            self._listener.end(None)
+        else:
+            self._listener.end(UpstreamError(
+                f"the model service at {self._where} dropped the connection mid-stream",
+                code="upstream_closed",
+            ))
+
+    def pause(self) -> None:
+        self._response.pause_reading()
+
+    def resume(self) -> None:
+        self._response.resume_reading()
+
+    def close(self) -> None:
+        self._response.close()

@@ -6,12 +6,13 @@ from ..http_client import HTTPClient
 from ..models import ModelSpec
 from ..redact import Redactor
 from ..settings import Settings
-from .base import ChatChunk, ChatRequest, ChunkStream, Message, Provider
+from .base import ChatChunk, ChatRequest, ChunkListener, ChunkStream, Message, Provider, PushChunks
 from .llama import LlamaProvider
 from .openai_compat import OpenAICompatProvider
 
 __all__ = [
-    "ChatChunk", "ChatRequest", "ChunkStream", "Message", "Provider", "ProviderRegistry",
+    "ChatChunk", "ChatRequest", "ChunkListener", "ChunkStream", "Message", "Provider",
+    "ProviderRegistry", "PushChunks",
 ]
 
 

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..errors import PromptcastError
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -47,6 +49,30 @@ class ChunkStream(Protocol):
     def __aiter__(self) -> AsyncIterator[ChatChunk]: ...
 
     async def aclose(self) -> None: ...
+
+
+class ChunkListener(Protocol):
+    """Takes a pushed chunk stream's chunks inside the upstream's read callback."""
+
+    def chunk(self, chunk: ChatChunk) -> None: ...
+
+    def passthrough(self, data: str) -> None:
+        """A plain content chunk (no finish, usage or error), left unparsed: its JSON text."""
+
+    def end(self, error: PromptcastError | None) -> None:
+        """None: the stream completed; else why it failed."""
+
+
+class PushChunks(Protocol):
+    """A chunk stream that can push (HTTP providers); the embedded model only pulls."""
+
+    def push(self, listener: ChunkListener) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Provider(Protocol):

@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 
-from ..errors import SSEProtocolError, UpstreamError
+from ..errors import PromptcastError, SSEProtocolError, UpstreamError
 from ..http_client import HTTPClient, HTTPClientError, Response
 from ..models import ModelSpec
 from ..redact import Redactor, safe_url
 from ..sse import Decoder
-from .base import ChatChunk, ChatRequest
+from .base import ChatChunk, ChatRequest, ChunkListener
 
 _ERROR_BODY_LIMIT = 16 * 1024
 
@@ -136,6 +136,8 @@ class _OpenAIStream:
         self._redact = redact
         self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes,
                                 strict_utf8=True)
+        self._listener: ChunkListener | None = None
+        self._finished = False
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._chunks()
@@ -195,4 +197,71 @@ class _OpenAIStream:
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+    # -- push mode: chunks handed over inside the upstream's read callback -------
+
+    def push(self, listener: ChunkListener) -> None:
+        self._listener = listener
+        self._response.deliver(self._on_body, self._on_end)
+
+    def _on_body(self, raw: bytes) -> None:
+        try:
+            for event in self._decoder.feed(raw):
+                listener = self._listener
+                if listener is None:
+                    return  # ended, or closed by the listener
+                data = event.data
+                if _plain_content(event.event, data):
+                    listener.passthrough(data)
+                elif data == "[DONE]":
+                    self._end(None)
+                else:
+                    chunk = self._parse(event.event, data)
+                    self._finished = self._finished or chunk.finish_reason is not None
+                    listener.chunk(chunk)
+        except PromptcastError as exc:
+            self._end(exc)
+
+    def _on_end(self, error: Exception | None) -> None:
+        if error is not None:
+            self._end(UpstreamError(
+                f"the upstream of model {self._model!r} dropped the connection mid-stream",
+                code="upstream_closed",
+            ))
+        elif not self._finished:
+            self._end(UpstreamError(
+                f"the upstream of model {self._model!r} ended the stream before it was complete",
+                code="upstream_closed",
+            ))
+        else:
+            self._end(None)
+
+    def _end(self, error: PromptcastError | None) -> None:
+        listener, self._listener = self._listener, None
+        if error is not None:
+            self._response.close()
+        if listener is not None:
+            listener.end(error)
+
+    def pause(self) -> None:
+        self._response.pause_reading()
+
+    def resume(self) -> None:
+        self._response.resume_reading()
+
+    def close(self) -> None:
+        self._listener = None
+        self._response.close()
+
+
+def _plain_content(kind: str, data: str) -> bool:
+    """Whether a chunk can be passed on unparsed: one choice, not finished, no usage, no error.
+
+    Conservative: any doubt (spacing, several choices, the word `"error"` in
+    the text) sends the chunk through the full parse. Like the split
+    gateway, it relays such a chunk's JSON text without checking it.
+    """
+    return (kind == "message" and data[:1] == "{" and data[-1:] == "}"
+            and '"finish_reason":null' in data and '"error"' not in data
+            and '"usage"' not in data and data.count('"finish_reason"') == 1)
 

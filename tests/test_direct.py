@@ -1,0 +1,138 @@
+"""The direct channel: events written from the upstream's read callback, with flow control.
+
+Under `promptcast serve` (and the `serve` fixture) streams take the direct
+path; these tests pin what it must keep from the ASGI `send` path: the same
+bytes, a slow reader holding the upstream back instead of filling memory, and
+a reader that never reads being given up on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import httptools
+import pytest
+
+from promptcast.relay import Relay
+
+from .conftest import RunningServer
+from .sse_client import post_stream
+from .test_split import SCRIPTS, normalised
+from .upstream_double import Script, UpstreamDouble
+
+MB = 1024 * 1024
+PROMPT = {"prompt": "你是一个客服助手，负责回答订单问题。", "type": "optimize", "model": "scripted"}
+
+
+def _request(server: RunningServer) -> bytes:
+    body = json.dumps(PROMPT).encode()
+    port = server.url.rsplit(":", 1)[1]
+    return (b"POST /optimize-stream HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n"
+            b"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (port.encode(), len(body), body))
+
+
+def _open(server: RunningServer) -> socket.socket:
+    sock = socket.socket()
+    # A small receive window, so what the client does not read stays on the server's side.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    host, port = server.url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    sock.sendall(_request(server))
+    return sock
+
+
+def _read_body(sock: socket.socket) -> tuple[int, bytes]:
+    """Read the response to its end: status and de-chunked body."""
+    body = bytearray()
+    done = False
+
+    class Collect:
+        def on_body(self, part: bytes) -> None:
+            body.extend(part)
+
+        def on_message_complete(self) -> None:
+            nonlocal done
+            done = True
+
+    parser = httptools.HttpResponseParser(Collect())
+    sock.settimeout(30)
+    while not done:
+        data = sock.recv(1 << 20)
+        if not data:
+            break
+        parser.feed_data(data)
+    return parser.get_status_code(), bytes(body)
+
+
+def _big_script(chunks: int, size: int, then: str = "end") -> Script:
+    # Each content piece starts with its index, so order and loss show.
+    return Script.chat([f"<{i:05d}>" + "字" * (size // 3) for i in range(chunks)], then=then)
+
+
+def test_a_reader_that_pauses_holds_the_upstream_back_and_loses_nothing(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    chunks, size = 4000, 30 * 1024
+    upstream.enqueue(_big_script(chunks, size))
+    sock = _open(server)
+    try:
+        # The upstream starts writing; with nobody reading downstream, the
+        # gateway must stop reading it: the sockets' buffers bound how far it
+        # gets (7.7 MB here; without flow control it writes 26 MB/s for as
+        # long as it has anything to write).
+        assert upstream.wait_for(lambda: upstream.written >= 4 * MB, 10)
+        assert not upstream.wait_for(lambda: upstream.written >= 40 * MB, 3), (
+            f"the upstream wrote {upstream.written / MB:.0f} MB to a client that read nothing"
+        )
+        assert upstream.completed == 0
+        status, body = _read_body(sock)
+    finally:
+        sock.close()
+    assert status == 200
+    assert upstream.completed == 1
+    indices = [int(i) for i in re.findall(rb"<(\d{5})>", body)]
+    assert indices == list(range(chunks))
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_reader_that_never_reads_is_given_up_on(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble) -> None:
+    server = serve(idle_timeout=1.0, heartbeat_interval=0.3)
+    upstream.enqueue(_big_script(2000, 30 * 1024, then="hang"))
+    sock = _open(server)
+    try:
+        assert upstream.wait_for(lambda: upstream.written >= 4 * MB, 10)
+        # Paused upstream, no events: the idle limit ends the stream and closes it.
+        assert upstream.wait_for(lambda: upstream.client_closed == 1, 10)
+    finally:
+        sock.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+async def test_the_direct_path_writes_the_bytes_asgi_send_would(
+        name: str, serve: Callable[..., RunningServer], upstream: UpstreamDouble,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve()
+    direct_runs: list[Any] = []
+    run_direct = Relay.run_direct
+
+    async def counted(self: Relay, *args: Any) -> Any:
+        direct_runs.append(self)
+        return await run_direct(self, *args)
+
+    monkeypatch.setattr(Relay, "run_direct", counted)
+    upstream.enqueue(SCRIPTS[name]())
+    direct = await post_stream(f"{server.url}/optimize-stream", PROMPT)
+    assert len(direct_runs) == 1
+
+    monkeypatch.setattr(Relay, "can_run_direct", lambda self: False)
+    upstream.enqueue(SCRIPTS[name]())
+    via_send = await post_stream(f"{server.url}/optimize-stream", PROMPT)
+    assert len(direct_runs) == 1
+    assert normalised(direct) == normalised(via_send)
+    assert direct.raw  # a stream, not an error
