@@ -136,3 +136,17 @@ async def test_the_direct_path_writes_the_bytes_asgi_send_would(
     assert len(direct_runs) == 1
     assert normalised(direct) == normalised(via_send)
     assert direct.raw  # a stream, not an error
+
+
+@pytest.mark.anyio
+async def test_the_idle_limit_applies_from_the_first_event_on(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble) -> None:
+    # The timer was armed for the (later) first-token deadline; the first
+    # event must bring it forward to the idle one.
+    server = serve(idle_timeout=0.3, first_token_timeout=30.0)
+    upstream.enqueue(Script.chat(["early", 20.0, "never"]))
+    got = await post_stream(f"{server.url}/optimize-stream", PROMPT)
+    assert got.terminal.event == "timeout"
+    assert "0.3 s" in got.error()["message"]
+    assert got.content == "early"
+    assert await upstream.until(lambda: upstream.client_closed == 1, 3.0)

@@ -354,9 +354,12 @@ class Relay:
             return
         try:
             now = self._loop.time()
-            if self._last_event is None:
-                self.stats.first_event_after = now - self._start
+            first = self._last_event is None
             self._last_event = now
+            if first:
+                self.stats.first_event_after = now - self._start
+                # The idle limit may end sooner than the first-token one did.
+                self._schedule_timer(now)
             terminal = self._terminal_of(event)
             if terminal is not None:
                 self._terminal = terminal
