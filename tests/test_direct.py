@@ -15,14 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 import httptools
+import httpx
 import pytest
 
 from promptcast.relay import Relay
 
 from .conftest import RunningServer
-from .sse_client import post_stream
+from .sse_client import events_of, post_stream
 from .test_split import SCRIPTS, normalised
-from .upstream_double import Script, UpstreamDouble
+from .upstream_double import Script, UpstreamDouble, chunk_json, event
 
 MB = 1024 * 1024
 PROMPT = {"prompt": "你是一个客服助手，负责回答订单问题。", "type": "optimize", "model": "scripted"}
@@ -150,3 +151,28 @@ async def test_the_idle_limit_applies_from_the_first_event_on(
     assert "0.3 s" in got.error()["message"]
     assert got.content == "early"
     assert await upstream.until(lambda: upstream.client_closed == 1, 3.0)
+
+
+@pytest.mark.anyio
+async def test_events_that_arrive_together_leave_together_and_none_waits(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    gate = upstream.gate()
+    together = b"".join(event(chunk_json(text)) for text in ("one ", "two ", "three"))
+    upstream.enqueue(Script.raw(event(chunk_json("", role="assistant")), together, gate,
+                                event(chunk_json(finish="stop")), b"data: [DONE]\n\n"))
+    seen: list[str] = []
+    raw = bytearray()
+    async with httpx.AsyncClient(timeout=10) as client, client.stream(
+            "POST", f"{server.url}/optimize-stream", json=PROMPT) as response:
+        async for got in events_of(response, raw):
+            seen.append(got.data)
+            if len(seen) == 4:
+                # All three of the upstream's one write are here while it still
+                # waits at the gate: nothing was held back for a later write.
+                assert [json.loads(d)["choices"][0]["delta"]["content"] for d in seen[1:]] == [
+                    "one ", "two ", "three"]
+                gate.set()
+    assert seen[-1] == "[DONE]"
+    # Each event whole and in order, each with its own id.
+    ids = re.findall(rb"^id: \S+\.(\d+)$", bytes(raw), re.MULTILINE)
+    assert [int(i) for i in ids] == list(range(1, len(seen) + 1))

@@ -15,8 +15,9 @@ The sink is the client's connection, or a streams store for resumable streams.
 
     run_direct() ── the same life with no task per chunk, for a client
                     connection that takes writes directly (`direct.py`) and
-                    an upstream that pushes (`source.PushEvents`): each event
-                    is framed and written inside the upstream's read callback;
+                    an upstream that pushes (`source.PushEvents`): the events
+                    of one upstream read are framed and written, in one write,
+                    inside that read's callback;
                     one timer does heartbeats and deadlines; the client's
                     leaving and the drain arrive as callbacks; the task only
                     waits for the end, then closes and writes the terminal frame.
@@ -136,6 +137,7 @@ class Relay:
         self._terminal: bytes | None = None
         self._settled = False
         self._paused = False
+        self._pending: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def _frame(self, event: sse.Event) -> bytes:
@@ -334,6 +336,7 @@ class Relay:
             channel.on_writable(None)
             unsubscribe()
             events.close()
+        self.flush()  # what the read that ended the stream carried before its end
         terminal = self._conclude(self._terminal)
         if terminal is not None and not channel.write(terminal):
             self.stats.outcome = Outcome.CANCELLED
@@ -349,7 +352,7 @@ class Relay:
                 done.set_result(None)
 
     def event(self, event: sse.Event) -> None:
-        """An upstream event, inside its read callback: frame it and write it at once."""
+        """An upstream event, inside its read callback: framed now, written at `flush()`."""
         if self._settled:
             return
         try:
@@ -365,29 +368,43 @@ class Relay:
                 self._terminal = terminal
                 self._settle()
                 return
-            channel = self._channel
-            assert channel is not None
-            if not channel.write(self._frame(event)):
-                self._client_gone = True
-                self._settle()
-                return
-            self._last_write = now
+            self._pending.append(self._frame(event))
             self.stats.chunks += 1
             data = event.data
             if '"usage":{' in data:
                 self._count_usage(data)
-            if channel.paused and not self._paused:
-                # The client reads slower than the upstream writes: stop reading
-                # the upstream until the client's buffer drains.
-                self._paused = True
-                assert self._pusher is not None
-                self._pusher.pause()
-                channel.on_writable(self._writable)
         except Exception as exc:
             log.exception("stream %s failed", self._stream_id)
             self._reason = UpstreamError(f"internal error: {type(exc).__name__}",
                                          code="internal_error")
             self._settle()
+
+    def flush(self) -> None:
+        """The end of one upstream read: write the events it carried, in one write.
+
+        Events that arrived together leave together, none held back past the
+        read that brought them; each stays whole, so a heartbeat (written only
+        between reads) can never land inside one.
+        """
+        pending = self._pending
+        if not pending or self._client_gone:
+            return
+        channel = self._channel
+        assert channel is not None
+        frames = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if not channel.write(frames):
+            self._client_gone = True
+            self._settle()
+            return
+        self._last_write = self._loop.time()
+        if channel.paused and not self._paused and not self._settled:
+            # The client reads slower than the upstream writes: stop reading
+            # the upstream until the client's buffer drains.
+            self._paused = True
+            assert self._pusher is not None
+            self._pusher.pause()
+            channel.on_writable(self._writable)
 
     def end(self, error: PromptcastError | None) -> None:
         """The upstream ended without a terminal event, or failed."""

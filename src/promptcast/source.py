@@ -35,6 +35,9 @@ class EventListener(Protocol):
 
     def event(self, event: Event) -> None: ...
 
+    def flush(self) -> None:
+        """The events of one upstream read were all handed over."""
+
     def end(self, error: PromptcastError | None) -> None:
         """The upstream ended (None: without a terminal event) or failed."""
 
@@ -105,6 +108,9 @@ class ChunkEvents:
 
     def passthrough(self, data: str) -> None:
         self._listener.event(Event(data=data))
+
+    def flush(self) -> None:
+        self._listener.flush()
 
     def end(self, error: PromptcastError | None) -> None:
         if error is None:
@@ -252,8 +258,10 @@ class _HttpEvents:
             self._response.close()
             self._listener.end(exc)
             return
+        listener = self._listener
         for event in events:
-            self._listener.event(event)
+            listener.event(event)
+        listener.flush()
 
     def _on_end(self, error: HTTPClientError | None) -> None:
         if error is None:

@@ -59,6 +59,9 @@ class ChunkListener(Protocol):
     def passthrough(self, data: str) -> None:
         """A plain content chunk (no finish, usage or error), left unparsed: its JSON text."""
 
+    def flush(self) -> None:
+        """The chunks of one upstream read were all handed over."""
+
     def end(self, error: PromptcastError | None) -> None:
         """None: the stream completed; else why it failed."""
 

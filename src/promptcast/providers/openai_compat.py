@@ -221,6 +221,9 @@ class _OpenAIStream:
                     listener.chunk(chunk)
         except PromptcastError as exc:
             self._end(exc)
+            return
+        if self._listener is not None:
+            self._listener.flush()
 
     def _on_end(self, error: Exception | None) -> None:
         if error is not None:
