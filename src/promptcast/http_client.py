@@ -85,6 +85,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(HTTPClientError(f"the upstream broke HTTP/1.1: {exc}"))
             self.close()
+            return
+        response = self.response
+        if response is not None and response.on_read is not None:
+            response.on_read()
 
     def eof_received(self) -> bool | None:
         # A body delimited by the connection's end is complete at EOF.
@@ -214,6 +218,7 @@ class Response:
     _released: bool = False
     on_body: Callable[[bytes], None] | None = None
     on_end: Callable[[HTTPClientError | None], None] | None = None
+    on_read: Callable[[], None] | None = None
     _push_paused: bool = False
 
     def wake(self) -> None:
@@ -225,22 +230,28 @@ class Response:
         """The body is complete or failed: tell whoever waits, or the push listener."""
         on_end = self.on_end
         if on_end is not None:
-            self.on_end = self.on_body = None
+            on_read = self.on_read
+            self.on_end = self.on_body = self.on_read = None
+            if on_read is not None:
+                on_read()  # what this read carried before the end goes first
             on_end(self.error)
         else:
             self.wake()
 
     def deliver(self, on_body: Callable[[bytes], None],
-                on_end: Callable[[HTTPClientError | None], None]) -> None:
+                on_end: Callable[[HTTPClientError | None], None],
+                on_read: Callable[[], None]) -> None:
         """From now on hand each body chunk to `on_body` as it is read, then call `on_end` once.
 
-        Chunks already read are handed over first, inside this call. `on_end`
-        gets None when the body is complete, the error when it failed; the
-        listener still closes the response (`close()`), which may happen
-        inside either callback.
+        `on_read` follows the chunks of each socket read (a read may carry
+        several). Chunks already read are handed over first, inside this call,
+        then `on_read`. `on_end` gets None when the body is complete, the error
+        when it failed; the listener still closes the response (`close()`),
+        which may happen inside any of the callbacks.
         """
         self.on_body = on_body
         self.on_end = on_end
+        self.on_read = on_read
         chunks = self.chunks
         conn = self._conn
         # Paused above the pull mode's high-water mark: from here on only the
@@ -250,6 +261,8 @@ class Response:
             chunk = chunks.popleft()
             self.buffered -= len(chunk)
             on_body(chunk)
+        if self.on_read is not None:
+            self.on_read()
         if self.on_body is None:
             return
         if was_paused and not self._push_paused:
@@ -312,7 +325,7 @@ class Response:
         if self._released:
             return
         self._released = True
-        self.on_body = self.on_end = None
+        self.on_body = self.on_end = self.on_read = None
         conn = self._conn
         if self.complete and self.keep_alive and not conn.closed and self.error is None:
             conn.response = None

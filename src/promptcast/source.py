@@ -249,7 +249,7 @@ class _HttpEvents:
 
     def push(self, listener: EventListener) -> None:
         self._listener = listener
-        self._response.deliver(self._on_body, self._on_end)
+        self._response.deliver(self._on_body, self._on_end, self._on_read)
 
     def _on_body(self, raw: bytes) -> None:
         try:
@@ -261,7 +261,9 @@ class _HttpEvents:
         listener = self._listener
         for event in events:
             listener.event(event)
-        listener.flush()
+
+    def _on_read(self) -> None:
+        self._listener.flush()
 
     def _on_end(self, error: HTTPClientError | None) -> None:
         if error is None:

@@ -202,7 +202,7 @@ class _OpenAIStream:
 
     def push(self, listener: ChunkListener) -> None:
         self._listener = listener
-        self._response.deliver(self._on_body, self._on_end)
+        self._response.deliver(self._on_body, self._on_end, self._on_read)
 
     def _on_body(self, raw: bytes) -> None:
         try:
@@ -221,7 +221,8 @@ class _OpenAIStream:
                     listener.chunk(chunk)
         except PromptcastError as exc:
             self._end(exc)
-            return
+
+    def _on_read(self) -> None:
         if self._listener is not None:
             self._listener.flush()
 
