@@ -399,3 +399,53 @@ def test_fuzz_raises_only_protocol_errors(
     except SSEProtocolError as exc:
         assert "max_line_bytes" in str(exc) or "max_event_bytes" in str(exc)
     assert type(decoder.last_event_id) is str
+
+
+# --- the relay's fast path: simple_event must agree with feed, or step aside ---
+
+def _both_ways(prefix: bytes, chunk: bytes, **options: Any) -> tuple[Event | None, Any]:
+    """What simple_event gives (as the event feed would make of it) and what feed gives."""
+    fast, slow = Decoder(**options), Decoder(**options)
+    fast.feed(prefix)
+    slow.feed(prefix)
+    got = fast.simple_event(chunk)
+    try:
+        expected: Any = slow.feed(chunk)
+    except SSEProtocolError as exc:
+        expected = exc
+    if got is None:  # stepping aside is always allowed; the slow path then decides
+        try:
+            assert fast.feed(chunk) == expected
+        except SSEProtocolError as exc:
+            assert str(exc) == str(expected)
+        return None, expected
+    assert fast.last_event_id == slow.last_event_id
+    return Event(got.decode(), id=fast.last_event_id), expected
+
+
+@pytest.mark.parametrize(("prefix", "chunk", "fast"), [
+    (b"data: a\n\n", b'data: {"x":"\xe4\xbd\xa0"}\n\n', True),
+    (b"id: 7\ndata: a\n\n", b"data: [DONE]\n\n", True),
+    (b"", b"data: first\n\n", False),             # the stream's start: the BOM rule applies
+    (b"data: a\n\n", b"data: x\n\ndata: y\n\n", False),   # two events
+    (b"data: a\n\n", b"data: x\r\n\r\n", False),       # CRLF
+    (b"data: a\n\ndata: half", b"data: x\n\n", False),  # mid-line
+    (b"data: a\n\nevent: e\n", b"data: x\n\n", False),  # mid-event
+    (b"data: a\n\n", b"data: \xff\xfe\n\n", False),     # not UTF-8: feed says so
+    (b"data: a\n\n", b"data:x\n\n", False),            # no space: feed handles it
+])
+def test_simple_event_agrees_with_feed(prefix: bytes, chunk: bytes, fast: bool) -> None:
+    got, expected = _both_ways(prefix, chunk, strict_utf8=True)
+    assert (got is not None) == fast
+    if got is not None:
+        assert expected == [got]
+
+
+@given(prefix=st.sampled_from([b"data: a\n\n", b"", b"data: a\n", b"id: 1\n\n", b"\r"]),
+       body=st.binary(max_size=40) | st.text(max_size=40).map(str.encode))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_simple_event_never_disagrees(prefix: bytes, body: bytes) -> None:
+    for chunk in (b"data: " + body + b"\n\n", body):
+        got, expected = _both_ways(prefix, chunk, strict_utf8=True, max_event_bytes=32)
+        if got is not None:
+            assert expected == [got]

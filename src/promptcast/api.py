@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from functools import partial
@@ -21,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from . import ids
 from .auth import build_middleware
 from .direct import DirectChannel, channel_of
 from .drain import Drain
@@ -38,7 +37,6 @@ from .logs import (
     STREAM_LOGGED,
     RequestIdMiddleware,
     log_stream,
-    new_request_id,
     request_id_var,
 )
 from .metrics import CONTENT_TYPE, Metrics
@@ -85,7 +83,7 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _request_id(request: Request) -> str:
-    return request_id_var.get() or new_request_id()
+    return request_id_var.get() or ids.request_id()
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -108,9 +106,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
 
 
 def _new_stream_id() -> str:
-    # 12 URL-safe characters: short, and free of `:` and the other bytes that
-    # would make a Last-Event-ID unsafe for a cross-origin reconnect.
-    return base64.urlsafe_b64encode(os.urandom(9)).decode()
+    return ids.stream_id()
 
 
 def _stream_response(

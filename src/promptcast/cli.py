@@ -134,6 +134,7 @@ def serve(settings: Settings) -> None:
         loop="uvloop",
         http=HttpProtocol,  # httptools, plus the direct channel for event streams
         access_log=False,  # promptcast.access logs each request, with its request id
+        server_header=False,  # no `server: uvicorn` advertised on every response
         # Past the drain, streams end with `shutting_down` frames within seconds.
         timeout_graceful_shutdown=int(settings.drain_timeout) + 10,
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextvars import ContextVar
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import ids
 from .relay import StreamStats
 
 stream_log = logging.getLogger("promptcast.stream")
@@ -20,11 +20,6 @@ request_id_var: ContextVar[str | None] = ContextVar("promptcast_request_id", def
 # Set in the scope once a stream's own line was logged: it says all the access
 # line would, so a stream costs one log record, not two.
 STREAM_LOGGED = "promptcast.stream_logged"
-
-
-def new_request_id() -> str:
-    """16 hex characters (os.urandom directly: `secrets` adds a few µs per call)."""
-    return os.urandom(8).hex()
 
 
 def valid_request_id(value: str) -> bool:
@@ -46,7 +41,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        request_id = given if valid_request_id(given) else new_request_id()
+        request_id = given if valid_request_id(given) else ids.request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0

@@ -379,6 +379,20 @@ class Relay:
                                          code="internal_error")
             self._settle()
 
+    def data(self, payload: bytes) -> None:
+        """`event()` for a plain one-line message event, as its bytes: no str round trip."""
+        if self._settled:
+            return
+        if self._last_event is None or payload == b"[DONE]":
+            self.event(sse.Event(payload.decode()))  # the first, or the last: the general path
+            return
+        self._last_event = self._loop.time()
+        self._seq += 1
+        self._pending.append(b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, payload))
+        self.stats.chunks += 1
+        if b'"usage":{' in payload:
+            self._count_usage(payload.decode())
+
     def flush(self) -> None:
         """The end of one upstream read: write the events it carried, in one write.
 

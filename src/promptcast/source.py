@@ -35,6 +35,9 @@ class EventListener(Protocol):
 
     def event(self, event: Event) -> None: ...
 
+    def data(self, payload: bytes) -> None:
+        """`event()` for a plain one-line message event, as its (UTF-8) bytes."""
+
     def flush(self) -> None:
         """The events of one upstream read were all handed over."""
 
@@ -106,8 +109,8 @@ class ChunkEvents:
             return
         self._listener.event(Event(data=chunk.data))
 
-    def passthrough(self, data: str) -> None:
-        self._listener.event(Event(data=data))
+    def passthrough(self, payload: bytes) -> None:
+        self._listener.data(payload)
 
     def flush(self) -> None:
         self._listener.flush()
@@ -252,6 +255,10 @@ class _HttpEvents:
         self._response.deliver(self._on_body, self._on_end, self._on_read)
 
     def _on_body(self, raw: bytes) -> None:
+        payload = self._decoder.simple_event(raw)
+        if payload is not None:
+            self._listener.data(payload)
+            return
         try:
             events = self._decoder.feed(raw)
         except SSEProtocolError as exc:

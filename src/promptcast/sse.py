@@ -139,6 +139,32 @@ class Decoder:
             self._error = exc
             raise
 
+    def simple_event(self, chunk: bytes) -> bytes | None:
+        """The data of `chunk` if it is exactly one `data: ...` event, LF-framed; else None.
+
+        The relay's fast path: most reads of an LLM stream carry one event of
+        one data line. Valid only where `feed` would give that same one event:
+        at an event boundary, past the stream's start, data within the limits
+        and UTF-8 (when strict). None means "use `feed`", never an error.
+        """
+        if (self._bom_head is not None or self._skip_lf or self._partial or self._data
+                or self._event or self._error is not None):
+            return None
+        size = len(chunk)
+        if (size > self._max_line or chunk[:6] != b"data: " or chunk[-2:] != b"\n\n"
+                or chunk.count(b"\n") != 2 or b"\r" in chunk):
+            return None
+        data = chunk[6:-2]
+        if len(data) >= self._max_event:
+            return None
+        if self._errors == "strict" and not data.isascii():
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                return None  # `feed` says what is wrong
+        self._last_event_id = self._id
+        return data
+
     def close(self) -> list[Event]:
         """End of stream: discard an unterminated event and get ready for a new stream.
 

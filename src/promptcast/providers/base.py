@@ -56,8 +56,8 @@ class ChunkListener(Protocol):
 
     def chunk(self, chunk: ChatChunk) -> None: ...
 
-    def passthrough(self, data: str) -> None:
-        """A plain content chunk (no finish, usage or error), left unparsed: its JSON text."""
+    def passthrough(self, payload: bytes) -> None:
+        """A plain content chunk (no finish, usage or error), left unparsed: its JSON, UTF-8."""
 
     def flush(self) -> None:
         """The chunks of one upstream read were all handed over."""

@@ -11,7 +11,7 @@ from ..errors import PromptcastError, SSEProtocolError, UpstreamError
 from ..http_client import HTTPClient, HTTPClientError, Response
 from ..models import ModelSpec
 from ..redact import Redactor, safe_url
-from ..sse import Decoder
+from ..sse import Decoder, Event
 from .base import ChatChunk, ChatRequest, ChunkListener
 
 _ERROR_BODY_LIMIT = 16 * 1024
@@ -205,14 +205,24 @@ class _OpenAIStream:
         self._response.deliver(self._on_body, self._on_end, self._on_read)
 
     def _on_body(self, raw: bytes) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        payload = self._decoder.simple_event(raw)
+        if payload is not None and _plain_content(payload):
+            listener.passthrough(payload)
+            return
         try:
-            for event in self._decoder.feed(raw):
+            events = ([Event(payload.decode())] if payload is not None
+                      else self._decoder.feed(raw))
+            for event in events:
                 listener = self._listener
                 if listener is None:
                     return  # ended, or closed by the listener
                 data = event.data
-                if _plain_content(event.event, data):
-                    listener.passthrough(data)
+                encoded = data.encode() if event.event == "message" else b""
+                if encoded and _plain_content(encoded):
+                    listener.passthrough(encoded)
                 elif data == "[DONE]":
                     self._end(None)
                 else:
@@ -258,14 +268,15 @@ class _OpenAIStream:
         self._response.close()
 
 
-def _plain_content(kind: str, data: str) -> bool:
-    """Whether a chunk can be passed on unparsed: one choice, not finished, no usage, no error.
+def _plain_content(data: bytes) -> bool:
+    """Whether a message event's data can be passed on unparsed: one choice, not finished,
+    no usage, no error.
 
     Conservative: any doubt (spacing, several choices, the word `"error"` in
     the text) sends the chunk through the full parse. Like the split
     gateway, it relays such a chunk's JSON text without checking it.
     """
-    return (kind == "message" and data[:1] == "{" and data[-1:] == "}"
-            and '"finish_reason":null' in data and '"error"' not in data
-            and '"usage"' not in data and data.count('"finish_reason"') == 1)
+    return (data[:1] == b"{" and data[-1:] == b"}"
+            and b'"finish_reason":null' in data and b'"error"' not in data
+            and b'"usage"' not in data and data.count(b'"finish_reason"') == 1)
 
