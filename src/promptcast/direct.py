@@ -49,7 +49,7 @@ class DirectChannel:
 
     def write(self, frame: bytes) -> bool:
         """Write `frame` as one HTTP chunk; False if the client is gone."""
-        if self.gone:
+        if self.gone or self._transport.is_closing():
             return False
         self._transport.write(b"%x\r\n%s\r\n" % (len(frame), frame))
         return True
