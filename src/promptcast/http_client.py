@@ -388,12 +388,13 @@ class HTTPClient:
         (getaddrinfo blocks), costing a thread hop and an allocator arena.
         """
         host = origin.host
-        if _is_ip(host):
-            return host
         loop = asyncio.get_running_loop()
         cached = self._addresses.get(host)
         if cached is not None and cached[0] > loop.time():
             return cached[1]
+        if _is_ip(host):
+            self._addresses[host] = (float("inf"), host)
+            return host
         infos = await loop.getaddrinfo(host, origin.port, type=socket.SOCK_STREAM)
         if not infos:
             raise OSError(f"no address for {host}")

@@ -272,11 +272,12 @@ def _plain_content(data: bytes) -> bool:
     """Whether a message event's data can be passed on unparsed: one choice, not finished,
     no usage, no error.
 
-    Conservative: any doubt (spacing, several choices, the word `"error"` in
-    the text) sends the chunk through the full parse. Like the split
-    gateway, it relays such a chunk's JSON text without checking it.
+    Conservative: any doubt (another key order, spacing, several choices, the
+    word `"error"` in the text) sends the chunk through the full parse. Like
+    the split gateway, it relays such a chunk's JSON text without checking it.
     """
-    return (data[:1] == b"{" and data[-1:] == b"}"
-            and b'"finish_reason":null' in data and b'"error"' not in data
-            and b'"usage"' not in data and data.count(b'"finish_reason"') == 1)
+    # OpenAI's own shape first: `choices` last, its one choice ending the object.
+    # A `usage` ahead of it is fine: the relay counts what it passes on.
+    return (data[:1] == b"{" and data.endswith(b'"finish_reason":null}]}')
+            and data.count(b'"finish_reason"') == 1 and b'"error"' not in data)
 
