@@ -125,6 +125,7 @@ def _stream_response(
         rt.metrics.started(log_fields["model"])
         if sink.channel is not None and relay.can_run_direct():
             stats = await relay.run_direct(sink.channel, rt.drain)
+            sink.last = relay.last_frame
         else:
             stats = await relay.run(sink, stopped)
         _finished(rt, stats, request_id=request_id, path=scope["path"], **log_fields)

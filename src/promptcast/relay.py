@@ -138,6 +138,7 @@ class Relay:
         self._settled = False
         self._paused = False
         self._pending: list[bytes] = []
+        self.last_frame = b""
         self._timer: asyncio.TimerHandle | None = None
 
     def _frame(self, event: sse.Event) -> bytes:
@@ -315,7 +316,11 @@ class Relay:
         return can_push is not None and bool(can_push())
 
     async def run_direct(self, channel: DirectChannel, drain: Drain) -> StreamStats:
-        """`run()` for a connection that takes writes directly; returns when the stream ended."""
+        """`run()` for a connection that takes writes directly; returns when the stream ended.
+
+        The terminal frame is not written but left in `last_frame`, for the
+        caller to send with the end of the body.
+        """
         events = cast(PushEvents, self._events)
         self._pusher = events
         loop = self._loop
@@ -338,8 +343,13 @@ class Relay:
             events.close()
         self.flush()  # what the read that ended the stream carried before its end
         terminal = self._conclude(self._terminal)
-        if terminal is not None and not channel.write(terminal):
-            self.stats.outcome = Outcome.CANCELLED
+        if terminal is not None:
+            if channel.gone:
+                self.stats.outcome = Outcome.CANCELLED
+            else:
+                # Left for the response to send with the end of the body: one
+                # write for both instead of two.
+                self.last_frame = terminal
         stats = self.stats
         stats.duration = time.monotonic() - stats.started
         return stats
@@ -411,7 +421,8 @@ class Relay:
             self._client_gone = True
             self._settle()
             return
-        self._last_write = self._loop.time()
+        # The events were timed as they came, in this same callback.
+        self._last_write = self._last_event or self._loop.time()
         if channel.paused and not self._paused and not self._settled:
             # The client reads slower than the upstream writes: stop reading
             # the upstream until the client's buffer drains.

@@ -33,11 +33,13 @@ class ClientSink:
     `channel` is the connection itself when the server offers one (`direct.py`).
     """
 
-    __slots__ = ("_send", "channel")
+    __slots__ = ("_send", "channel", "last")
 
     def __init__(self, send: Send, channel: DirectChannel | None = None) -> None:
         self._send = send
         self.channel = channel
+        # Sent with the end of the body, in the same write.
+        self.last = b""
 
     async def write(self, frame: bytes) -> None:
         await self._send({"type": "http.response.body", "body": frame, "more_body": True})
@@ -83,11 +85,12 @@ class EventStreamResponse(Response):
         channel = channel_of(scope)
         if channel is not None and not channel.ready:
             channel = None
-        await self._produce(ClientSink(send, channel), disconnected)
+        sink = ClientSink(send, channel)
+        await self._produce(sink, disconnected)
         # Bounded: a client that stopped reading would otherwise hold this forever.
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": sink.last, "more_body": False})
 
 
 async def first_of(work: Awaitable[T], disconnected: Disconnected, limit: float,
