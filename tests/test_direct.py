@@ -113,8 +113,21 @@ def test_a_reader_that_never_reads_is_given_up_on(
         sock.close()
 
 
+# A chunk's JSON split over two `data:` lines, arriving in one read with a plain
+# one: the pass-through must not frame it as one line.
+_SPLIT_JSON = (b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,'
+               b'"delta":{"content":"y"},\ndata: "finish_reason":null}]}\n\n')
+MORE_SCRIPTS = {
+    **SCRIPTS,
+    "multi-line data in one read": lambda: Script.raw(
+        event(chunk_json("", role="assistant")),
+        event(chunk_json("x")) + _SPLIT_JSON + event(chunk_json("z")),
+        event(chunk_json(finish="stop")), b"data: [DONE]\n\n"),
+}
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize("name", sorted(SCRIPTS))
+@pytest.mark.parametrize("name", sorted(MORE_SCRIPTS))
 async def test_the_direct_path_writes_the_bytes_asgi_send_would(
         name: str, serve: Callable[..., RunningServer], upstream: UpstreamDouble,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,12 +140,12 @@ async def test_the_direct_path_writes_the_bytes_asgi_send_would(
         return await run_direct(self, *args)
 
     monkeypatch.setattr(Relay, "run_direct", counted)
-    upstream.enqueue(SCRIPTS[name]())
+    upstream.enqueue(MORE_SCRIPTS[name]())
     direct = await post_stream(f"{server.url}/optimize-stream", PROMPT)
     assert len(direct_runs) == 1
 
     monkeypatch.setattr(Relay, "can_run_direct", lambda self: False)
-    upstream.enqueue(SCRIPTS[name]())
+    upstream.enqueue(MORE_SCRIPTS[name]())
     via_send = await post_stream(f"{server.url}/optimize-stream", PROMPT)
     assert len(direct_runs) == 1
     assert normalised(direct) == normalised(via_send)
@@ -176,3 +189,20 @@ async def test_events_that_arrive_together_leave_together_and_none_waits(
     # Each event whole and in order, each with its own id.
     ids = re.findall(rb"^id: \S+\.(\d+)$", bytes(raw), re.MULTILINE)
     assert [int(i) for i in ids] == list(range(1, len(seen) + 1))
+
+
+@pytest.mark.anyio
+async def test_usage_stays_out_unless_asked_for_on_the_direct_path(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    # `usage` ahead of `choices`, so the chunk ends as a plain one would.
+    with_usage = {"usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3},
+                  **json.loads(chunk_json("", role="assistant"))}
+    upstream.enqueue(Script.raw(
+        event(chunk_json("", role="assistant")),
+        event(json.dumps(with_usage, separators=(",", ":"))),
+        event(chunk_json("hi")), event(chunk_json(finish="stop")), b"data: [DONE]\n\n"))
+    got = await post_stream(f"{server.url}/v1/chat/completions", {
+        "model": "scripted", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    assert got.status == 200 and got.terminal.data == "[DONE]"
+    assert b'"usage"' not in got.raw  # the client did not ask (no stream_options)
+    assert got.content == "hi"

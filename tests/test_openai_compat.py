@@ -35,6 +35,9 @@ def _two_choices() -> str:
     ('{"choices":[{"delta":{"content":"x"},"finish_reason":null,"index":0}],"usage":null}',
      False),                                           # another key order: parsed, still fine
     ('[{"finish_reason":null}]', False),
+    ('{"usage":{"total_tokens":3},"choices":[{"delta":{"content":""},"finish_reason":null}]}',
+     False),                                           # usage: parsed, to drop it if unasked
+    ('{"choices":[{"delta":{"content":"x"},\n"finish_reason":null}]}', False),  # two lines
 ])
 def test_plain_content(data: str, plain: bool) -> None:
     assert _plain_content(data.encode()) is plain

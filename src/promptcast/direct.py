@@ -62,8 +62,17 @@ class DirectChannel:
         """Call `callback` when a paused connection can take writes again; None unsubscribes."""
         self._on_writable = callback
 
+    def _detach(self) -> None:
+        # The scope holds the channel and the channel the cycle, which holds the
+        # scope: break that loop so a finished request is freed at once, not
+        # at the next full garbage collection.
+        extensions = self._cycle.scope.get("extensions")
+        if extensions is not None:
+            extensions.pop(DIRECT, None)
+
     def _lost(self) -> None:
         self.gone = True
+        self._detach()
         callback, self._on_gone = self._on_gone, None
         self._on_writable = None
         if callback is not None:
@@ -89,7 +98,13 @@ class HttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:
             return  # an upgrade: no cycle was made for this request
-        self._channels = [c for c in self._channels if not c._cycle.response_complete]
+        channels = []
+        for channel in self._channels:
+            if channel._cycle.response_complete:
+                channel._detach()
+            else:
+                channels.append(channel)
+        self._channels = channels
         channel = DirectChannel(cycle)
         self._channels.append(channel)
         # The ASGI task starts on a later loop turn, so it sees the extension.

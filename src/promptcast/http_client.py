@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,8 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+log = logging.getLogger("promptcast.http_client")
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
@@ -83,6 +86,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if isinstance(exc, httptools.HttpParserCallbackError) and exc.__context__:
+                # Our own callback raised: a bug here, not a broken upstream.
+                log.error("a response callback failed", exc_info=exc.__context__)
             self._fail(HTTPClientError(f"the upstream broke HTTP/1.1: {exc}"))
             self.close()
             return

@@ -328,9 +328,15 @@ class Relay:
         done = self._done = loop.create_future()
         self._schedule_timer(loop.time())
         channel.on_gone(self._gone)
+        if channel.gone:  # it left before we listened
+            self._gone()
         unsubscribe = drain.subscribe(self._drained)
         try:
-            events.push(self)  # may hand over buffered events, even the whole stream
+            if not self._settled:
+                try:
+                    events.push(self)  # may hand over buffered events, even the whole stream
+                except Exception as exc:
+                    self._failed(exc)
             if not self._settled:
                 await done
         finally:
@@ -344,7 +350,12 @@ class Relay:
         self.flush()  # what the read that ended the stream carried before its end
         terminal = self._conclude(self._terminal)
         if terminal is not None:
-            if channel.gone:
+            if channel.paused:
+                # The response's own end waits for the client to drain (and
+                # gives up after a while); the frame must not wait with it.
+                if not channel.write(terminal):
+                    self.stats.outcome = Outcome.CANCELLED
+            elif channel.gone:
                 self.stats.outcome = Outcome.CANCELLED
             else:
                 # Left for the response to send with the end of the body: one
@@ -352,6 +363,9 @@ class Relay:
                 self.last_frame = terminal
         stats = self.stats
         stats.duration = time.monotonic() - stats.started
+        # Drop the references that make loops (timer, upstream, channel all
+        # point back here), so the stream is freed without the cyclic GC.
+        self._timer = self._pusher = self._channel = self._done = None
         return stats
 
     def _settle(self) -> None:
@@ -384,24 +398,32 @@ class Relay:
             if '"usage":{' in data:
                 self._count_usage(data)
         except Exception as exc:
-            log.exception("stream %s failed", self._stream_id)
-            self._reason = UpstreamError(f"internal error: {type(exc).__name__}",
-                                         code="internal_error")
-            self._settle()
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """A bug of ours inside a read callback: end the stream with `internal_error`."""
+        log.exception("stream %s failed", self._stream_id, exc_info=exc)
+        self._reason = UpstreamError(f"internal error: {type(exc).__name__}",
+                                     code="internal_error")
+        self._settle()
 
     def data(self, payload: bytes) -> None:
         """`event()` for a plain one-line message event, as its bytes: no str round trip."""
         if self._settled:
             return
-        if self._last_event is None or payload == b"[DONE]":
-            self.event(sse.Event(payload.decode()))  # the first, or the last: the general path
+        if self._last_event is None or payload == b"[DONE]" or b"\n" in payload:
+            # The first, the last, or (a caller's mistake) not one line: the general path.
+            self.event(sse.Event(payload.decode()))
             return
-        self._last_event = self._loop.time()
-        self._seq += 1
-        self._pending.append(b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, payload))
-        self.stats.chunks += 1
-        if b'"usage":{' in payload:
-            self._count_usage(payload.decode())
+        try:
+            self._last_event = self._loop.time()
+            self._seq += 1
+            self._pending.append(b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, payload))
+            self.stats.chunks += 1
+            if b'"usage":{' in payload:
+                self._count_usage(payload.decode())
+        except Exception as exc:
+            self._failed(exc)
 
     def flush(self) -> None:
         """The end of one upstream read: write the events it carried, in one write.

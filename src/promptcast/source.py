@@ -61,6 +61,25 @@ class PushEvents(Protocol):
         """Stop: no more events; the upstream connection is released or closed."""
 
 
+class _Closed:
+    """The listener of a stream not pushing (yet, or any more): takes nothing."""
+
+    def event(self, event: Event) -> None:
+        pass
+
+    def data(self, payload: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def end(self, error: PromptcastError | None) -> None:
+        pass
+
+
+_CLOSED = _Closed()
+
+
 class Source(Protocol):
     async def open(self, request: OptimizeRequest, request_id: str | None) -> EventStream: ...
 
@@ -73,6 +92,7 @@ class ChunkEvents:
     def __init__(self, chunks: ChunkStream, *, include_usage: bool = True) -> None:
         self._chunks = chunks
         self._include_usage = include_usage
+        self._listener: EventListener = _CLOSED
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
@@ -128,6 +148,7 @@ class ChunkEvents:
         self._pusher.resume()
 
     def close(self) -> None:
+        self._listener = _CLOSED
         self._pusher.close()
 
 
@@ -227,6 +248,7 @@ class _HttpEvents:
         self._where = where
         self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes,
                                 strict_utf8=True)
+        self._listener: EventListener = _CLOSED
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
@@ -288,4 +310,5 @@ class _HttpEvents:
         self._response.resume_reading()
 
     def close(self) -> None:
+        self._listener = _CLOSED
         self._response.close()

@@ -277,7 +277,9 @@ def _plain_content(data: bytes) -> bool:
     the split gateway, it relays such a chunk's JSON text without checking it.
     """
     # OpenAI's own shape first: `choices` last, its one choice ending the object.
-    # A `usage` ahead of it is fine: the relay counts what it passes on.
+    # One line only: a relay frames pass-through data as one `data:` line. A
+    # `usage` goes through the parse, which drops it when the client did not ask.
     return (data[:1] == b"{" and data.endswith(b'"finish_reason":null}]}')
-            and data.count(b'"finish_reason"') == 1 and b'"error"' not in data)
+            and data.count(b'"finish_reason"') == 1 and b'"error"' not in data
+            and b"\n" not in data and b'"usage":{' not in data)
 
