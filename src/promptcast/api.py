@@ -468,9 +468,16 @@ class PromptcastApp(Starlette):
     """Starlette, keeping the server's own `send` in the scope for event-stream bodies."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND] = send
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        scope[RAW_SEND] = send
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # `send` is bound to the server's request object, which holds the
+            # scope: without this the pair waits for a full garbage collection.
+            scope.pop(RAW_SEND, None)
 
 
 def create_app(settings: Settings) -> Starlette:

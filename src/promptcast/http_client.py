@@ -69,7 +69,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.response: Response | None = None
         self.closed = False
         self._headers: dict[str, str] = {}
@@ -83,8 +83,11 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            return
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError as exc:
             if isinstance(exc, httptools.HttpParserCallbackError) and exc.__context__:
                 # Our own callback raised: a bug here, not a broken upstream.
@@ -114,6 +117,11 @@ class _Connection(asyncio.Protocol):
                 response.ended()
             else:
                 self._fail(BodyIncomplete("the upstream closed the connection mid-response"))
+        # A dead connection's loops (parser ↔ self ↔ response, transport ↔ self)
+        # broken now: freed at once, not at the next full garbage collection.
+        self.parser = None
+        self.response = None
+        self.transport = None
 
     # -- httptools callbacks ---------------------------------------------------
 
@@ -130,6 +138,7 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is None:
             return
+        assert self.parser is not None  # it is the one calling
         response.status = self.parser.get_status_code()
         response.headers = self._headers
         response.headers_done = True
@@ -159,6 +168,7 @@ class _Connection(asyncio.Protocol):
         if response is None:
             return
         response.complete = True
+        assert self.parser is not None
         response.keep_alive = self.parser.should_keep_alive()
         response.ended()
 
