@@ -26,11 +26,12 @@ Callback = Callable[[], object]
 class DirectChannel:
     """One request's connection: write body chunks synchronously, hear when it drains or drops."""
 
-    __slots__ = ("_cycle", "_on_gone", "_on_writable", "_transport", "gone")
+    __slots__ = ("_cycle", "_flow", "_on_gone", "_on_writable", "_transport", "gone")
 
     def __init__(self, cycle: RequestResponseCycle) -> None:
         self._cycle = cycle
         self._transport = cycle.transport
+        self._flow = cycle.flow
         self.gone = False
         self._on_gone: Callback | None = None
         self._on_writable: Callback | None = None
@@ -45,7 +46,7 @@ class DirectChannel:
     @property
     def paused(self) -> bool:
         """The client is not reading fast enough: stop producing until `on_writable` fires."""
-        return self._cycle.flow.write_paused
+        return self._flow.write_paused
 
     def write(self, frame: bytes) -> bool:
         """Write `frame` as one HTTP chunk; False if the client is gone."""

@@ -416,7 +416,7 @@ class Relay:
             self.event(sse.Event(payload.decode()))
             return
         try:
-            self._last_event = self._loop.time()
+            # Timed once per read, in flush(), not per event.
             self._seq += 1
             self._pending.append(b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, payload))
             self.stats.chunks += 1
@@ -443,8 +443,7 @@ class Relay:
             self._client_gone = True
             self._settle()
             return
-        # The events were timed as they came, in this same callback.
-        self._last_write = self._last_event or self._loop.time()
+        self._last_event = self._last_write = self._loop.time()
         if channel.paused and not self._paused and not self._settled:
             # The client reads slower than the upstream writes: stop reading
             # the upstream until the client's buffer drains.
