@@ -217,6 +217,7 @@ CHAT_ERRORS = [
     ({"messages": [USER], "max_tokens": "10"}, "max_tokens", ["positive integer"]),
     ({"messages": [USER], "max_tokens": 1.5}, "max_tokens", ["positive integer"]),
     ({"messages": [USER], "max_tokens": True}, "max_tokens", ["positive integer"]),
+    ({"messages": [USER], "max_tokens": 2**64}, "max_tokens", ["at most 1000000"]),
     ({"messages": [USER], "max_completion_tokens": 0}, "max_completion_tokens",
      ["positive integer"]),
     ({"messages": [USER], "max_completion_tokens": "5", "max_tokens": 5},

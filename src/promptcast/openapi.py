@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .schemas import MAX_TOKENS_LIMIT
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -72,7 +73,7 @@ SCHEMAS: dict[str, Any] = {
                 },
             }},
             "stream": {"type": "boolean"},
-            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_LIMIT},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "top_p": {"type": "number", "minimum": 0, "maximum": 1},
         },

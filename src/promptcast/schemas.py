@@ -28,6 +28,9 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return data
 
 
+# Far above any model's context, and within the 64-bit integers upstream JSON takes.
+MAX_TOKENS_LIMIT = 1_000_000
+
 @dataclass(frozen=True, slots=True)
 class OptimizeRequest:
     prompt: str
@@ -181,9 +184,11 @@ def parse_chat(data: dict[str, Any], *, default_model: str) -> ChatCompletionBod
     limit = "max_tokens" if data.get("max_completion_tokens") is None else "max_completion_tokens"
     max_tokens = _whole(data.get(limit))
     if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+        or not 1 <= max_tokens <= MAX_TOKENS_LIMIT
     ):
-        raise InvalidField(f"`{limit}` must be a positive integer", field=limit)
+        raise InvalidField(
+            f"`{limit}` must be a positive integer of at most {MAX_TOKENS_LIMIT}", field=limit)
     stop = data.get("stop")
     if isinstance(stop, str):
         stop = [stop]
