@@ -20,7 +20,8 @@ The sink is the client's connection, or a streams store for resumable streams.
                     inside that read's callback;
                     one timer does heartbeats and deadlines; the client's
                     leaving and the drain arrive as callbacks; the task only
-                    waits for the end, then closes and writes the terminal frame.
+                    waits for the end, closes the upstream, and hands back the
+                    terminal frame to go out with the end of the body.
 """
 
 from __future__ import annotations
