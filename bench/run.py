@@ -217,30 +217,21 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
-def cpu_ns(pids: list[int]) -> int:
-    """Time on CPU in ns from schedstat, summed over every thread of pids."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for task in os.scandir(f"/proc/{pid}/task"):
-                with contextlib.suppress(OSError), open(f"{task.path}/schedstat", "rb") as f:
-                    total += int(f.read().split()[0])
-    return total
-
-
-def run_delay_ns(pids: list[int]) -> int:
-    """Time spent runnable but waiting for a CPU (schedstat's second field), summed.
+def schedstat_ns(pids: list[int]) -> tuple[int, int]:
+    """Time on CPU and time runnable but waiting for a CPU, in ns, summed over every thread.
 
     The target has CPU 0 to itself by design: whatever it waited there was taken
     by other work on the machine, which is how a contended measurement shows.
     """
-    total = 0
+    on_cpu = waited = 0
     for pid in pids:
         with contextlib.suppress(OSError):
             for task in os.scandir(f"/proc/{pid}/task"):
                 with contextlib.suppress(OSError), open(f"{task.path}/schedstat", "rb") as f:
-                    total += int(f.read().split()[1])
-    return total
+                    fields = f.read().split()
+                    on_cpu += int(fields[0])
+                    waited += int(fields[1])
+    return on_cpu, waited
 
 
 def rss_kb(pids: list[int]) -> int:
@@ -491,8 +482,7 @@ class Bench:
             pids = process_tree(pid)
             harness = [p for p in (self.upstream.pid if self.upstream else None,) if p]
             base_rss = rss_kb(pids)
-            t0, n0, h0 = cpu_ticks(pids), cpu_ns(pids), cpu_ticks(harness)
-            d0 = run_delay_ns(pids)
+            t0, (n0, d0), h0 = cpu_ticks(pids), schedstat_ns(pids), cpu_ticks(harness)
             w0 = time.monotonic()
             out = self.tmp / f"load-{target.name}-{scenario.name}.json"
             g0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -501,8 +491,7 @@ class Bench:
                                     scenario.deadline_s + 60)
             g1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             wall = time.monotonic() - w0
-            t1, n1, h1 = cpu_ticks(pids), cpu_ns(pids), cpu_ticks(harness)
-            d1 = run_delay_ns(pids)
+            t1, (n1, d1), h1 = cpu_ticks(pids), schedstat_ns(pids), cpu_ticks(harness)
         except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
             row["failed"] = str(exc)[:500]
             print(f"  {target.name:8} {scenario.name:10} FAILED: {row['failed']}", flush=True)

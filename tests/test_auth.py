@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.types import Message, Receive, Scope, Send
 
 from promptcast.auth import ApiKeyMiddleware, anonymous_refusal, is_loopback
 from promptcast.settings import Settings, SettingsError, read_api_keys
 
+from . import asgi_stub
+from .asgi_stub import Inner
 from .conftest import Process, RunningServer, free_port, models_file
 from .sse_client import get_stream, post_stream
 from .test_resumable import read_some
@@ -229,21 +230,12 @@ async def test_no_other_route_takes_the_query_key(
 
 
 async def test_the_query_key_never_reaches_the_routes() -> None:
-    passed: list[Scope] = []
-
-    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
-        passed.append(scope)
-
-    async def receive() -> Message:
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        raise AssertionError(message)
-
+    inner = Inner()
     query = f"last_event_id=abc.3&api_key={KEY_A}&x=%2F".encode()
     scope = {"type": "http", "method": "GET", "path": "/optimize-stream/abc",
              "query_string": query, "headers": [], "client": ("127.0.0.1", 5000)}
-    await ApiKeyMiddleware(inner, keys=(KEY_A,))(scope, receive, send)
+    await ApiKeyMiddleware(inner, keys=(KEY_A,))(scope, asgi_stub.receive, asgi_stub.send)
+    passed = inner.scopes
     assert passed[0]["query_string"] == b"last_event_id=abc.3&x=%2F"
     assert passed[0]["promptcast.client"].startswith("key:")
     assert KEY_A not in passed[0]["promptcast.client"]
@@ -251,21 +243,11 @@ async def test_the_query_key_never_reaches_the_routes() -> None:
 
 
 async def test_the_middleware_passes_send_through_untouched() -> None:
-    received: list[Send] = []
-
-    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
-        received.append(send)
-
-    async def receive() -> Message:
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        raise AssertionError("nothing is sent by the middleware on success")
-
+    inner = Inner()
     scope = {"type": "http", "method": "POST", "path": "/optimize-stream", "query_string": b"",
              "headers": [(b"authorization", f"Bearer {KEY_A}".encode())], "client": None}
-    await ApiKeyMiddleware(inner, keys=(KEY_A,))(scope, receive, send)
-    assert received == [send]
+    await ApiKeyMiddleware(inner, keys=(KEY_A,))(scope, asgi_stub.receive, asgi_stub.send)
+    assert inner.sends == [asgi_stub.send]
 
 
 # -- a public address needs keys ------------------------------------------------

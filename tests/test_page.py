@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from .conftest import RunningServer
-from .upstream_double import Script, UpstreamDouble, chunk_json, event
+from .upstream_double import Script, UpstreamDouble, chunk_json, event, parse_head
 
 pytestmark = pytest.mark.browser
 
@@ -371,13 +371,7 @@ class Proxy:
     def _requests(self, src: socket.socket, dst: socket.socket, seen: list[Seen]) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             head, rest = self._head(src)
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
+            method, path, headers = parse_head(head)
             with self._cond:
                 seen.append(Seen(method, path, headers))
                 self.requests.append(seen[0])

@@ -18,6 +18,8 @@ from starlette.types import Message, Receive, Scope, Send
 from promptcast.ratelimit import MemoryLimiter, RateLimitMiddleware
 from promptcast.settings import Settings, SettingsError
 
+from . import asgi_stub
+from .asgi_stub import Inner
 from .conftest import Process, RedisServer, RunningServer, free_port
 from .sse_client import events_of, post_stream
 from .upstream_double import Script, UpstreamDouble
@@ -240,22 +242,12 @@ async def test_an_exception_or_a_cancellation_frees_its_slot() -> None:
 
 
 async def test_the_limits_pass_send_through_untouched() -> None:
-    received: list[Send] = []
-
-    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
-        received.append(send)
-
-    async def receive() -> Message:
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        raise AssertionError(message)
-
+    inner = Inner()
     app = RateLimitMiddleware(inner, backend=MemoryLimiter(), per_minute=5, max_streams=5)
     scope = {"type": "http", "method": "POST", "path": "/optimize-stream", "headers": [],
              "query_string": b"", "promptcast.client": "ip:1"}
-    await app(scope, receive, send)
-    assert received == [send]
+    await app(scope, asgi_stub.receive, asgi_stub.send)
+    assert inner.sends == [asgi_stub.send]
 
 
 @pytest.mark.parametrize("name", ["RATE_LIMIT_PER_MINUTE", "MAX_CONCURRENT_STREAMS"])

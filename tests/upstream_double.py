@@ -224,14 +224,7 @@ class UpstreamDouble:
 
     async def _one_request(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> bool:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = lines[0].split(" ", 2)
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                name, value = line.split(":", 1)
-                headers[name.strip().lower()] = value.strip()
+        method, path, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         with self._cond:
             self.requests.append(Seen(method, path, headers, body))
@@ -308,6 +301,18 @@ class UpstreamDouble:
     def _abandoned(self) -> bool:
         self._changed(client_closed=1)
         return False
+
+
+def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    """An HTTP/1.1 request head: method, target, and headers with lower-case names."""
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return method, path, headers
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

@@ -412,9 +412,8 @@ class Relay:
         """`event()` for a plain one-line message event, as its bytes: no str round trip."""
         if self._settled:
             return
-        if self._last_event is None or payload == b"[DONE]" or b"\n" in payload:
-            # The first, the last, or (a caller's mistake) not one line: the general path.
-            self.event(sse.Event(payload.decode()))
+        if self._last_event is None or payload == b"[DONE]":
+            self.event(sse.Event(payload.decode()))  # the first, or the last: the general path
             return
         try:
             # Timed once per read, in flush(), not per event.
