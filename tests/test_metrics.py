@@ -9,6 +9,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from promptcast.metrics import Metrics
+from promptcast.relay import StreamStats
+
 from .conftest import RedisServer, RunningServer
 from .sse_client import post_stream
 from .upstream_double import Script, UpstreamDouble, chunk_json, event
@@ -118,3 +121,23 @@ async def test_no_operator_endpoint_shows_a_configured_key(
         for path in ("/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json"):
             body = (await client.get(f"{server.url}{path}")).text
             assert key not in body and "VISIBLE-SECRET" not in body, path
+
+
+def test_histogram_buckets_are_inclusive_upper_bounds_and_cumulative() -> None:
+    metrics = Metrics()
+    for duration in (0.5, 0.6, 400.0):
+        metrics.started("m")
+        stats = StreamStats("s", 0.0)
+        stats.duration = duration
+        metrics.finished(stats, "m")
+    text = metrics.render().decode()
+    name = "promptcast_stream_duration_seconds"
+    assert sample(text, f"{name}_bucket", model="m", le="0.5") == 1  # 0.5 ≤ 0.5
+    assert sample(text, f"{name}_bucket", model="m", le="1.0") == 2
+    assert sample(text, f"{name}_bucket", model="m", le="300.0") == 2
+    assert sample(text, f"{name}_bucket", model="m", le="+Inf") == 3
+    assert sample(text, f"{name}_count", model="m") == 3
+    assert sample(text, f"{name}_sum", model="m") == pytest.approx(401.1)
+    assert sample(text, "promptcast_streams_total", model="m", outcome="cancelled") == 3
+    # No `_created` series: each would be one more line per label set, for nobody.
+    assert "_created" not in text

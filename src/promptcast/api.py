@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import ids
 from .auth import build_middleware
@@ -97,12 +97,17 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise too_large
-    body = bytearray()
-    async for part in request.stream():
-        body += part
+    # Straight from `receive`: most bodies come in one message.
+    body = b""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body += message.get("body", b"")
         if len(body) > limit:
             raise too_large
-    return parse_json(bytes(body))
+        if not message.get("more_body", False):
+            return parse_json(body)
 
 
 def _new_stream_id() -> str:
@@ -188,19 +193,38 @@ async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float
     assert task is not None
     if channel.gone:
         raise ClientGone("the client disconnected before the stream started")
-    channel.on_gone(task.cancel)
+    # One timer handle rather than `asyncio.timeout()`'s context manager: this
+    # runs once per stream, where every few microseconds count (benchmarks.md).
+    expired = False
+    cancels = 0
+
+    def stop() -> None:
+        nonlocal cancels
+        cancels += 1
+        task.cancel()
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        stop()
+
+    timer = asyncio.get_running_loop().call_later(limit, expire)
+    channel.on_gone(stop)
     try:
-        async with asyncio.timeout(limit) as deadline:
-            return await opening
-    except TimeoutError:
-        if deadline.expired():
-            raise _not_started(limit) from None
-        raise
+        return await opening
     except asyncio.CancelledError:
-        if channel.gone and task.uncancel() == 0:
-            raise ClientGone("the client disconnected before the stream started") from None
-        raise
+        if not cancels:
+            raise
+        left = task.cancelling()
+        for _ in range(cancels):
+            left = task.uncancel()
+        if left:
+            raise  # someone else cancels this task too
+        if expired:
+            raise _not_started(limit) from None
+        raise ClientGone("the client disconnected before the stream started") from None
     finally:
+        timer.cancel()
         channel.on_gone(None)
 
 
@@ -464,6 +488,34 @@ async def _promptcast_error(request: Request, exc: Exception) -> Response:
     return _error_response(exc)
 
 
+class HotRoutes:
+    """The POST routes that start streams, reached without the router and its wrappers.
+
+    A stream's start is most of what a short stream costs the relay; the
+    router's matching, its exception wrappers and the per-route request
+    plumbing took a share of it. Innermost of the user middleware, so every
+    middleware (request ids, CORS, keys, limits) still sees these requests.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            "/optimize-stream": optimize_stream,
+            "/prod-api/optimize-stream": optimize_stream,
+            "/prompt/optimize-prompt": optimize_prompt,
+            "/v1/chat/completions": chat_completions,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self.routes.get(scope["path"])
+            if endpoint is not None:
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class PromptcastApp(Starlette):
     """Starlette, keeping the server's own `send` in the scope for event-stream bodies."""
 
@@ -510,7 +562,8 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},
         # Request ids outermost; then CORS, API keys and limits (auth.py), each only if on.
-        middleware=[Middleware(RequestIdMiddleware), *build_middleware(settings)],
+        middleware=[Middleware(RequestIdMiddleware), *build_middleware(settings),
+                    Middleware(HotRoutes)],
     )
     # Outside the lifespan: the server's signal handler reaches it to start draining.
     app.state.drain = Drain(settings.drain_timeout)
