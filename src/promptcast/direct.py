@@ -26,12 +26,14 @@ Callback = Callable[[], object]
 class DirectChannel:
     """One request's connection: write body chunks synchronously, hear when it drains or drops."""
 
-    __slots__ = ("_cycle", "_flow", "_on_gone", "_on_writable", "_transport", "gone")
+    __slots__ = ("_cycle", "_on_gone", "_on_writable", "_paused", "_transport", "gone")
 
     def __init__(self, cycle: RequestResponseCycle) -> None:
         self._cycle = cycle
         self._transport = cycle.transport
-        self._flow = cycle.flow
+        # Kept here by the protocol, not read from uvicorn's flow control: one
+        # object fewer to touch per chunk.
+        self._paused = cycle.flow.write_paused
         self.gone = False
         self._on_gone: Callback | None = None
         self._on_writable: Callback | None = None
@@ -46,7 +48,7 @@ class DirectChannel:
     @property
     def paused(self) -> bool:
         """The client is not reading fast enough: stop producing until `on_writable` fires."""
-        return self._flow.write_paused
+        return self._paused
 
     def write(self, frame: bytes) -> bool:
         """Write `frame` as one HTTP chunk; False if the client is gone."""
@@ -80,6 +82,7 @@ class DirectChannel:
             callback()
 
     def _resumed(self) -> None:
+        self._paused = False
         callback = self._on_writable
         if callback is not None:
             callback()
@@ -117,6 +120,11 @@ class HttpProtocol(HttpToolsProtocol):
         channels, self._channels = self._channels, []
         for channel in channels:
             channel._lost()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        for channel in self._channels:
+            channel._paused = True
 
     def resume_writing(self) -> None:
         super().resume_writing()

@@ -67,6 +67,9 @@ class _Origin:
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection; holds at most one response in flight."""
 
+    __slots__ = ("_header_name", "_headers", "_paused", "closed", "parser", "response",
+                 "transport")
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)

@@ -20,6 +20,10 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 
+_SSE_RAW_HEADERS = tuple(
+    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SSE_HEADERS.items()
+)
+
 Disconnected = Callable[[], Awaitable[None]]
 # Where the app keeps the server's own `send` (see api.PromptcastApp).
 RAW_SEND = "promptcast.send"
@@ -62,14 +66,15 @@ class EventStreamResponse(Response):
         produce: Callable[[ClientSink, Disconnected], Awaitable[None]],
         headers: dict[str, str],
     ) -> None:
-        super().__init__(headers={**SSE_HEADERS, **headers})
+        # Not Starlette's __init__: it would add a Content-Length, and encode
+        # the fixed headers anew for every stream.
+        self.status_code = 200
+        self.background = None
+        self.body = b""
+        self.raw_headers = [*_SSE_RAW_HEADERS, *(
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        )]
         self._produce = produce
-
-    def init_headers(self, headers: Any = None) -> None:
-        # Starlette would add Content-Length; an event stream has none.
-        self.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})

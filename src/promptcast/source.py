@@ -89,6 +89,8 @@ class Source(Protocol):
 class ChunkEvents:
     """A provider's chunk stream as SSE events, with `[DONE]` once it completed."""
 
+    __slots__ = ("_chunks", "_include_usage", "_listener")
+
     def __init__(self, chunks: ChunkStream, *, include_usage: bool = True) -> None:
         self._chunks = chunks
         self._include_usage = include_usage
@@ -243,6 +245,8 @@ async def _remote_error(response: Response, where: str) -> PromptcastError:
 
 
 class _HttpEvents:
+    __slots__ = ("_decoder", "_listener", "_response", "_where")
+
     def __init__(self, response: Response, where: str, max_event_bytes: int) -> None:
         self._response = response
         self._where = where

@@ -128,6 +128,8 @@ async def _error_detail(response: Response) -> str:
 
 
 class _OpenAIStream:
+    __slots__ = ("_decoder", "_finished", "_listener", "_model", "_redact", "_response")
+
     def __init__(
         self, model: str, response: Response, redact: Redactor, max_event_bytes: int
     ) -> None:
