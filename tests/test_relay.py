@@ -460,6 +460,38 @@ async def test_no_heartbeats_when_they_are_switched_off() -> None:
     check_invariants(upstream, sink)
 
 
+@pytest.mark.parametrize("heartbeat", [None, 10.0])
+async def test_idle_limit_holds_when_the_first_event_comes_after_the_ticker_slept(
+    heartbeat: float | None,
+) -> None:
+    # The ticker first sleeps towards the (long) first-token limit; the first
+    # event must still bring the (short) idle limit into force. A producer of
+    # a resumable stream runs without heartbeats: that was where it was missed.
+    limits = Limits(first_token_timeout=30, idle_timeout=0.3, total_timeout=60,
+                    heartbeat_interval=heartbeat)
+    later = asyncio.Event()
+    upstream = Upstream([later, Event(CHUNK_1), FOREVER])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            result: list[tuple[StreamStats, Sink]] = []
+
+            async def run() -> None:
+                result.append(await relay(upstream, limits=limits))
+
+            tg.start_soon(run)
+            await upstream.waiting.wait()  # the relay is waiting for the first event
+            await asyncio.sleep(0.05)  # and its ticker has gone to sleep
+            started = asyncio.get_running_loop().time()
+            later.set()
+    stats, sink = result[0]
+    assert asyncio.get_running_loop().time() - started < 2  # not the 30 s first-token limit
+    assert error_data(sink.frames[-1]) == {
+        "code": "timeout", "message": "no data from the model for 0.3 s",
+    }
+    assert (stats.outcome, stats.chunks) == (Outcome.TIMEOUT, 1)
+    check_invariants(upstream, sink)
+
+
 # ------------------------------------------------------------------- disconnect
 
 
