@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
+
+from promptcast.api import read_json
+from promptcast.errors import PayloadTooLarge
 
 from .conftest import RunningServer
 from .sse_client import events_of, post_stream
@@ -167,6 +172,53 @@ async def test_body_over_the_limit_is_413(serve: Callable[..., RunningServer]) -
     assert got.status == 413
     assert got.body["error"]["code"] == "payload_too_large"
     assert "1024-byte limit" in got.body["error"]["message"]
+
+
+async def test_a_body_sent_in_pieces_is_read_whole_and_still_bounded(
+    serve: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    server = serve(max_body_bytes=1024)
+    body = json.dumps(PROMPT, ensure_ascii=False).encode()
+
+    async def pieces(data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 7):  # chunked, several reads on the server's side
+            yield data[i:i + 7]
+
+    headers = {"Content-Type": "application/json"}
+    async with httpx.AsyncClient() as client:
+        ok = await client.post(f"{server.url}/optimize-stream", content=pieces(body),
+                                headers=headers)
+        too_big = await client.post(f"{server.url}/optimize-stream",
+                                    content=pieces(b'{"prompt": "' + b"x" * 2000 + b'"}'),
+                                    headers=headers)
+    assert ok.status_code == 200
+    assert ok.content.endswith(b"data: [DONE]\n\n")
+    assert PROMPT["prompt"] in upstream.requests[-1].json()["messages"][1]["content"]
+    assert too_big.status_code == 413
+
+
+# A character split across messages, and the one-message fast path.
+@pytest.mark.parametrize("pieces", [[b'{"a": ', b'"\xe4\xbd', b'\xa0"}'],
+                                    [b'{"a": "\xe4\xbd\xa0"}']])
+async def test_read_json_joins_the_messages_of_a_body(pieces: list[bytes]) -> None:
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
+                for i, p in enumerate(pieces)]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    request = Request({"type": "http", "headers": []}, receive)
+    assert await read_json(request, 100) == {"a": "你"}
+
+
+async def test_read_json_counts_every_message_against_the_limit() -> None:
+    messages = [{"type": "http.request", "body": b"x" * 60, "more_body": True}] * 2
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    with pytest.raises(PayloadTooLarge):
+        await read_json(Request({"type": "http", "headers": []}, receive), 100)
 
 
 async def test_non_json_body_is_415(server: RunningServer) -> None:

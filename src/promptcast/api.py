@@ -98,16 +98,19 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if length.isdigit() and int(length) > limit:
         raise too_large
     # Straight from `receive`: most bodies come in one message.
-    body = b""
+    parts: list[bytes] = []
+    size = 0
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        body += message.get("body", b"")
-        if len(body) > limit:
+        part: bytes = message.get("body", b"")
+        size += len(part)
+        if size > limit:
             raise too_large
         if not message.get("more_body", False):
-            return parse_json(body)
+            return parse_json(b"".join((*parts, part)) if parts else part)
+        parts.append(part)
 
 
 def _new_stream_id() -> str:
@@ -213,19 +216,17 @@ async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float
     try:
         return await opening
     except asyncio.CancelledError:
-        if not cancels:
-            raise
-        left = task.cancelling()
-        for _ in range(cancels):
-            left = task.uncancel()
-        if left:
+        if not cancels or task.cancelling() > cancels:
             raise  # someone else cancels this task too
-        if expired:
-            raise _not_started(limit) from None
-        raise ClientGone("the client disconnected before the stream started") from None
+        if channel.gone:  # gone and late both: the client left, nobody waits for a 504
+            raise ClientGone("the client disconnected before the stream started") from None
+        raise _not_started(limit) from None
     finally:
         timer.cancel()
         channel.on_gone(None)
+        # Our own cancels undone however the wait ended, even if it swallowed one.
+        for _ in range(cancels):
+            task.uncancel()
 
 
 def _not_started(limit: float) -> StreamTimeout:
@@ -510,7 +511,10 @@ class HotRoutes:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             endpoint = self.routes.get(scope["path"])
             if endpoint is not None:
-                response = await endpoint(Request(scope, receive))
+                try:
+                    response = await endpoint(Request(scope, receive))
+                except PromptcastError as exc:  # what the router's handler would have done
+                    response = _error_response(exc)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -75,6 +75,7 @@ class DirectChannel:
 
     def _lost(self) -> None:
         self.gone = True
+        self._paused = False
         self._detach()
         callback, self._on_gone = self._on_gone, None
         self._on_writable = None

@@ -287,7 +287,7 @@ class Relay:
         return deadline, what
 
     def _next_check(self, now: float, deadline: float) -> float:
-        """How long the ticker may sleep: to `deadline`, but not past what a first event could bring.
+        """How long the ticker may sleep: to `deadline`, or less if a first event could bring it on.
 
         Events only move the read deadline later, except the first one: it
         replaces the first-token limit with the idle one, which may end sooner.
