@@ -198,7 +198,6 @@ async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float
         raise ClientGone("the client disconnected before the stream started")
     # One timer handle rather than `asyncio.timeout()`'s context manager: this
     # runs once per stream, where every few microseconds count (benchmarks.md).
-    expired = False
     cancels = 0
 
     def stop() -> None:
@@ -206,12 +205,7 @@ async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float
         cancels += 1
         task.cancel()
 
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        stop()
-
-    timer = asyncio.get_running_loop().call_later(limit, expire)
+    timer = asyncio.get_running_loop().call_later(limit, stop)
     channel.on_gone(stop)
     try:
         return await opening
@@ -489,6 +483,10 @@ async def _promptcast_error(request: Request, exc: Exception) -> Response:
     return _error_response(exc)
 
 
+# The POST handlers that start streams: `HotRoutes` takes their routes.
+_STREAM_STARTS = (optimize_stream, optimize_prompt, chat_completions)
+
+
 class HotRoutes:
     """The POST routes that start streams, reached without the router and its wrappers.
 
@@ -498,14 +496,10 @@ class HotRoutes:
     middleware (request ids, CORS, keys, limits) still sees these requests.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *,
+                 routes: dict[str, Callable[[Request], Awaitable[Response]]]) -> None:
         self.app = app
-        self.routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
-            "/optimize-stream": optimize_stream,
-            "/prod-api/optimize-stream": optimize_stream,
-            "/prompt/optimize-prompt": optimize_prompt,
-            "/v1/chat/completions": chat_completions,
-        }
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
@@ -567,7 +561,9 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},
         # Request ids outermost; then CORS, API keys and limits (auth.py), each only if on.
         middleware=[Middleware(RequestIdMiddleware), *build_middleware(settings),
-                    Middleware(HotRoutes)],
+                    Middleware(HotRoutes, routes={
+                        route.path: route.endpoint for route in routes
+                        if isinstance(route, Route) and route.endpoint in _STREAM_STARTS})],
     )
     # Outside the lifespan: the server's signal handler reaches it to start draining.
     app.state.drain = Drain(settings.drain_timeout)
