@@ -87,7 +87,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def serve(settings: Settings) -> None:
     """Run the app under uvicorn; SIGTERM drains open streams before exiting 0."""
-    import gc
     import signal
     import socket
     from types import FrameType
@@ -97,16 +96,13 @@ def serve(settings: Settings) -> None:
     from .api import create_app
     from .direct import HttpProtocol
     from .logs import configure
+    from .process import prepare_for_streams
 
     configure(settings.log_level)
     app = create_app(settings)
-    # Objects from start-up (modules, the app, the model table) never need
-    # collecting; freezing them keeps every full collection from walking them.
-    # A larger young-generation threshold saved 10-23 % CPU under load but let
-    # cyclic garbage from finished streams pile up (+2 % RSS per 1,000 streams
-    # in the soak test), so the thresholds stay Python's.
-    gc.collect()
-    gc.freeze()
+    # After the app is built, so its objects are frozen out of collections;
+    # before the server starts threads, so growing the fd table waits for none.
+    prepare_for_streams()
 
     class DrainingServer(uvicorn.Server):
         # uvicorn stops accepting and waits for open connections; we make the
