@@ -8,7 +8,7 @@ the same bytes whichever is configured.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, cast
 
 import orjson
@@ -89,12 +89,15 @@ class Source(Protocol):
 class ChunkEvents:
     """A provider's chunk stream as SSE events, with `[DONE]` once it completed."""
 
-    __slots__ = ("_chunks", "_include_usage", "_listener")
+    __slots__ = ("_chunks", "_include_usage", "_listener", "flush", "passthrough")
 
     def __init__(self, chunks: ChunkStream, *, include_usage: bool = True) -> None:
         self._chunks = chunks
         self._include_usage = include_usage
         self._listener: EventListener = _CLOSED
+        # The listener's own, once pushing: the provider calls them without a hop here.
+        self.passthrough: Callable[[bytes], None] = _CLOSED.data
+        self.flush: Callable[[], None] = _CLOSED.flush
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
@@ -122,6 +125,8 @@ class ChunkEvents:
 
     def push(self, listener: EventListener) -> None:
         self._listener = listener
+        self.passthrough = listener.data
+        self.flush = listener.flush
         self._pusher.push(self)
 
     def chunk(self, chunk: ChatChunk) -> None:
@@ -130,12 +135,6 @@ class ChunkEvents:
         ):
             return
         self._listener.event(Event(data=chunk.data))
-
-    def passthrough(self, payload: bytes) -> None:
-        self._listener.data(payload)
-
-    def flush(self) -> None:
-        self._listener.flush()
 
     def end(self, error: PromptcastError | None) -> None:
         if error is None:
@@ -151,6 +150,8 @@ class ChunkEvents:
 
     def close(self) -> None:
         self._listener = _CLOSED
+        self.passthrough = _CLOSED.data
+        self.flush = _CLOSED.flush
         self._pusher.close()
 
 

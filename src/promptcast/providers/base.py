@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,15 +52,19 @@ class ChunkStream(Protocol):
 
 
 class ChunkListener(Protocol):
-    """Takes a pushed chunk stream's chunks inside the upstream's read callback."""
+    """Takes a pushed chunk stream's chunks inside the upstream's read callback.
+
+    `passthrough` and `flush` are attributes, read once when pushing starts, so
+    a listener that only forwards them can hand over its own listener's: each
+    chunk then skips a call.
+    """
+
+    # A plain content chunk (no finish, usage or error), left unparsed: its JSON, UTF-8.
+    passthrough: Callable[[bytes], None]
+    # The chunks of one upstream read were all handed over.
+    flush: Callable[[], None]
 
     def chunk(self, chunk: ChatChunk) -> None: ...
-
-    def passthrough(self, payload: bytes) -> None:
-        """A plain content chunk (no finish, usage or error), left unparsed: its JSON, UTF-8."""
-
-    def flush(self) -> None:
-        """The chunks of one upstream read were all handed over."""
 
     def end(self, error: PromptcastError | None) -> None:
         """None: the stream completed; else why it failed."""

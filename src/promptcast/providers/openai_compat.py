@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -128,7 +128,8 @@ async def _error_detail(response: Response) -> str:
 
 
 class _OpenAIStream:
-    __slots__ = ("_decoder", "_finished", "_listener", "_model", "_redact", "_response")
+    __slots__ = ("_decoder", "_finished", "_listener", "_model", "_passthrough", "_redact",
+                 "_response")
 
     def __init__(
         self, model: str, response: Response, redact: Redactor, max_event_bytes: int
@@ -139,6 +140,7 @@ class _OpenAIStream:
         self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes,
                                 strict_utf8=True)
         self._listener: ChunkListener | None = None
+        self._passthrough: Callable[[bytes], None] | None = None
         self._finished = False
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
@@ -204,15 +206,17 @@ class _OpenAIStream:
 
     def push(self, listener: ChunkListener) -> None:
         self._listener = listener
-        self._response.deliver(self._on_body, self._on_end, self._on_read)
+        self._passthrough = listener.passthrough
+        # The end of a read goes straight to the listener: no reads come once closed.
+        self._response.deliver(self._on_body, self._on_end, listener.flush)
 
     def _on_body(self, raw: bytes) -> None:
-        listener = self._listener
-        if listener is None:
+        passthrough = self._passthrough
+        if passthrough is None:
             return
         payload = self._decoder.simple_event(raw)
         if payload is not None and _plain_content(payload):
-            listener.passthrough(payload)
+            passthrough(payload)
             return
         try:
             events = ([Event(payload.decode())] if payload is not None
@@ -224,7 +228,7 @@ class _OpenAIStream:
                 data = event.data
                 encoded = data.encode() if event.event == "message" else b""
                 if encoded and _plain_content(encoded):
-                    listener.passthrough(encoded)
+                    passthrough(encoded)
                 elif data == "[DONE]":
                     self._end(None)
                 else:
@@ -233,10 +237,6 @@ class _OpenAIStream:
                     listener.chunk(chunk)
         except PromptcastError as exc:
             self._end(exc)
-
-    def _on_read(self) -> None:
-        if self._listener is not None:
-            self._listener.flush()
 
     def _on_end(self, error: Exception | None) -> None:
         if error is not None:
@@ -254,6 +254,7 @@ class _OpenAIStream:
 
     def _end(self, error: PromptcastError | None) -> None:
         listener, self._listener = self._listener, None
+        self._passthrough = None
         if error is not None:
             self._response.close()
         if listener is not None:
@@ -266,7 +267,7 @@ class _OpenAIStream:
         self._response.resume_reading()
 
     def close(self) -> None:
-        self._listener = None
+        self._listener = self._passthrough = None
         self._response.close()
 
 
