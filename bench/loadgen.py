@@ -9,7 +9,12 @@ event stream; it passes only if every content chunk arrives in order
 
 Recorded: time to first byte (request start to the first `data:` event), the
 gap between consecutive events of a stream, errors by kind, peak concurrent
-open streams, chunks/s. Bounded: `--streams` streams, `--deadline` seconds,
+open streams, chunks/s, and the longest silence: the longest time in which no
+event arrived on any stream while at least 100 were open. With hundreds of
+streams a normal silence is well under a millisecond; a long one is the
+relay's whole event loop standing still (a full garbage collection, say).
+`--timeline FILE` also writes every gap with its arrival time, for finding
+when the slow ones happened. Bounded: `--streams` streams, `--deadline` seconds,
 loopback only. Prints one JSON object on stdout.
 
     python -m bench.loadgen --port 8000 --path /optimize-stream --streams 100 --chunks 50 --gap 20
@@ -34,6 +39,9 @@ import httptools
 import orjson
 
 from .common import StreamSpec, check_loopback
+
+# Open streams from which a silence counts: fewer may simply have nothing to say.
+SILENCE_MIN_OPEN = 100
 
 
 def percentiles(values: Any, points: tuple[float, ...] = (50, 90, 99, 99.9)) -> dict[str, float]:
@@ -60,6 +68,10 @@ class Run:
         self.port = args.port
         self.ttfb: list[float] = []
         self.gaps = array("d")
+        self.gap_at = array("d")  # arrival times, with --timeline
+        self.timeline = bool(args.timeline)
+        self.last_arrival = 0.0
+        self.longest_silence = 0.0
         self.errors: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
         self.completed = 0
@@ -236,8 +248,14 @@ class StreamClient(asyncio.Protocol):
         line_end = buf.find(b"\n", pos, end)
         payload = buf[pos:line_end if line_end >= 0 else end]
         run = self.run
+        if (run.open >= SILENCE_MIN_OPEN and run.last_arrival
+                and now - run.last_arrival > run.longest_silence):
+            run.longest_silence = now - run.last_arrival
+        run.last_arrival = now
         if self.last:
             run.gaps.append((now - self.last) * 1000)
+            if run.timeline:
+                run.gap_at.append(now)
         else:
             run.ttfb.append((now - self.start) * 1000)
         self.last = now
@@ -310,6 +328,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     for client in list(run.clients):
         client.fail("timeout", f"still open after the {args.deadline:g} s deadline "
                     f"({client.next} chunks)")
+    if args.timeline:
+        with open(args.timeline, "wb") as f:  # noqa: ASYNC230 (after the run)
+            f.write(orjson.dumps({"start": t0, "gap_ms": list(run.gaps),
+                                  "at_s": [at - t0 for at in run.gap_at], "ttfb_ms": run.ttfb}))
     never = args.streams - run.started
     if never:
         run.errors["not_started"] += never
@@ -331,6 +353,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "chunks_per_s": round(run.chunks / duration, 1),
         "ttfb_ms": percentiles(run.ttfb),
         "gap_ms": percentiles(run.gaps),
+        "longest_silence_ms": None if args.hold else round(run.longest_silence * 1000, 3),
         "wall_start": wall0,
         "mono_start": t0,
         "mono_end": end,
@@ -360,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-final", action="store_true", help="do not require the final chunk")
     p.add_argument("--deadline", type=float, default=120.0, help="seconds for the whole run")
     p.add_argument("--output", help="write the JSON result here (default: stdout)")
+    p.add_argument("--timeline", help="also write each gap and its arrival time here (JSON)")
     return p
 
 

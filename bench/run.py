@@ -512,6 +512,8 @@ class Bench:
             "chunks_per_s": load["chunks_per_s"],
             "ttfb_ms": load["ttfb_ms"],
             "gap_ms": load["gap_ms"],
+            # Nothing arrived on any stream for this long (with >= 100 open): a stall.
+            "longest_silence_ms": load.get("longest_silence_ms"),
             # The headline uses schedstat's nanoseconds; utime+stime from /proc/<pid>/stat
             # comes in 10 ms ticks, too coarse for a short run, and is kept as a check.
             "cpu_s": round((n1 - n0) / 1e9, 4),
@@ -538,7 +540,8 @@ class Bench:
               f"err {row['errors']:<4} {row['cpu_us_per_chunk']:>8.1f} µs/chunk "
               f"{_fmt(row['mem_kb_per_stream']):>7} KB/stream {row['chunks_per_s']:>9.0f} ch/s "
               f"ttfb p50 {row['ttfb_ms'].get('p50', 0):>8.2f} ms "
-              f"gap p99 {row['gap_ms'].get('p99', 0):>7.2f} ms", flush=True)
+              f"gap p99 {row['gap_ms'].get('p99', 0):>7.2f} ms "
+              f"silence {_fmt(row['longest_silence_ms'])} ms", flush=True)
         return row
 
     def run(self) -> dict[str, Any]:
@@ -782,8 +785,9 @@ def table(report: dict[str, Any]) -> str:
         f"Raw figures: `bench/results/{report['timestamp']}.json`.",
         "",
         "| scenario | target | streams ok | errors | CPU µs/chunk | (stat) | × nginx "
-        "| KB/stream | chunks/s | TTFB p50 / p99 ms | +TTFB p50 | gap p50 / p99 ms | +gap p99 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| KB/stream | chunks/s | TTFB p50 / p99 ms | +TTFB p50 | gap p50 / p99 ms | +gap p99 "
+        "| longest silence ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in scenarios:
         for name in targets:
@@ -792,7 +796,7 @@ def table(report: dict[str, Any]) -> str:
                 continue
             if "failed" in r:
                 lines.append(f"| {s['name']} | {name} | failed: {r['failed'][:80]} "
-                             "| | | | | | | | | | |")
+                             "| | | | | | | | | | | |")
                 continue
             ttfb, gap = r["ttfb_ms"], r["gap_ms"]
             lines.append(
@@ -803,7 +807,8 @@ def table(report: dict[str, Any]) -> str:
                 f"| {_fmt(ttfb.get('p50'), 2)} / {_fmt(ttfb.get('p99'), 2)} "
                 f"| {_signed(r.get('added_ttfb_p50_ms'))} "
                 f"| {_fmt(gap.get('p50'), 2)} / {_fmt(gap.get('p99'), 2)} "
-                f"| {_signed(r.get('added_gap_p99_ms'))} |"
+                f"| {_signed(r.get('added_gap_p99_ms'))} "
+                f"| {_fmt(r.get('longest_silence_ms'), 1)} |"
             )
     lines += ["", "Scenarios: " + "; ".join(f"**{s['name']}** = {s['title']}" for s in scenarios)
               + ".", ""]
