@@ -612,14 +612,33 @@ class Bench:
         }
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Of a target's repeated runs, the one with the median CPU per chunk, listing them all."""
+    """A target's repeated runs as one row: the median CPU run, latency figures as medians.
+
+    Each percentile of time to first byte and gap is the median of the runs'
+    (so a noisy baseline run does not decide what a relay adds); every run's
+    CPU per chunk and gap p99 are kept alongside.
+    """
     done = [r for r in rows if "failed" not in r]
     if len(rows) == 1 or not done:
         return rows[0]
-    done.sort(key=lambda r: r["cpu_us_per_chunk"])
-    row = dict(done[(len(done) - 1) // 2])
-    row["runs_cpu_us_per_chunk"] = [r["cpu_us_per_chunk"] for r in rows if "failed" not in r]
+    by_cpu = sorted(done, key=lambda r: r["cpu_us_per_chunk"])
+    row = dict(by_cpu[(len(by_cpu) - 1) // 2])
+    for metric in ("ttfb_ms", "gap_ms"):
+        keys = set.intersection(*(set(r[metric]) for r in done)) - {"n"}
+        row[metric] = {**row[metric], **{
+            key: round(_median([r[metric][key] for r in done]), 3) for key in keys}}
+    silences = [r["longest_silence_ms"] for r in done if r.get("longest_silence_ms") is not None]
+    if silences:
+        row["longest_silence_ms"] = round(_median(silences), 3)
+    row["runs_cpu_us_per_chunk"] = [r["cpu_us_per_chunk"] for r in done]
+    row["runs_gap_p99_ms"] = [r["gap_ms"].get("p99") for r in done]
     row["runs_failed"] = len(rows) - len(done)
     return row
 
@@ -849,9 +868,15 @@ def table(report: dict[str, Any]) -> str:
             f"{r['scenario']}/{r['target']} "
             + ", ".join(_fmt(v) for v in sorted(r["runs_cpu_us_per_chunk"]))
             for r in repeated)
+        gaps = "; ".join(
+            f"{r['scenario']}/{r['target']} "
+            + ", ".join(_fmt(v, 2) for v in sorted(r["runs_gap_p99_ms"]))
+            for r in repeated if r["scenario"] != "hold")
         lines += [f"{' and '.join(sorted({r['scenario'] for r in repeated}))}: each target ran "
-                  f"{runs} times, in interleaved rounds, and the row is its run with the "
-                  f"median CPU per chunk (LiteLLM ran once). All runs, µs/chunk: {spread}.", ""]
+                  f"{runs} times, in interleaved rounds (LiteLLM once). A row's CPU and memory "
+                  "come from its run with the median CPU per chunk; its TTFB and gap "
+                  "percentiles and longest silence are the medians of its runs'. "
+                  f"All runs, CPU µs/chunk: {spread}. Gap p99 ms: {gaps}.", ""]
     contended = [f"{r['scenario']}/{r['target']} ({r['target_wait_pct']:.0f} %)"
                  for r in report["results"]
                  if r["target"] not in ("direct", "litellm")
