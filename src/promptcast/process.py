@@ -2,14 +2,14 @@
 
 Each open stream holds two sockets and about a hundred objects the garbage
 collector tracks. Left at their defaults, both showed up as pauses of the whole
-event loop, every stream stalled at once (docs/benchmarks.md, "stalls"):
+event loop, every stream stalled at once (docs/benchmarks.md, "Stalls"):
 
 - The kernel grows a process's file-descriptor table by doubling it, and in a
   process with threads (uvloop's resolver pool is one) each growth waits for
-  an RCU grace period: 10-20 ms at 256, 512, 1,024 ... open descriptors. The
+  an RCU grace period: 7-18 ms at 256, 512, 1,024 ... open descriptors. The
   table is grown once, at start-up, instead.
 - A full collection walks every tracked object, so it takes longer the more
-  streams are open (30-40 ms at 1,000), and by default one runs after every
+  streams are open (20-40 ms at 800), and by default one runs after every
   ten young-generation collections: every 0.35 s under a load of 2,000 new
   streams a second. Start-up objects are frozen out of it, and it runs ten
   times less often. Streams leave almost no cyclic garbage (about 0.1 objects
