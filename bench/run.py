@@ -637,9 +637,14 @@ def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     silences = [r["longest_silence_ms"] for r in done if r.get("longest_silence_ms") is not None]
     if silences:
         row["longest_silence_ms"] = round(_median(silences), 3)
+    # The worst run's errors, so a repeat cannot hide them.
+    worst = max(done, key=lambda r: (r["errors"], -r["completed"]))
+    for key in ("completed", "errors", "error_kinds", "error_examples"):
+        row[key] = worst[key]
     row["runs_cpu_us_per_chunk"] = [r["cpu_us_per_chunk"] for r in done]
     row["runs_gap_p99_ms"] = [r["gap_ms"].get("p99") for r in done]
-    row["runs_failed"] = len(rows) - len(done)
+    row["runs_errors"] = [r["errors"] for r in done]
+    row["runs_failed"] = [r["failed"] for r in rows if "failed" in r]
     return row
 
 
@@ -863,20 +868,27 @@ def table(report: dict[str, Any]) -> str:
               + ".", ""]
     repeated = [r for r in report["results"] if r.get("runs_cpu_us_per_chunk")]
     if repeated:
-        runs = max(len(r["runs_cpu_us_per_chunk"]) for r in repeated)
+        runs = max(len(r["runs_cpu_us_per_chunk"]) + len(r["runs_failed"]) for r in repeated)
         spread = "; ".join(
             f"{r['scenario']}/{r['target']} "
             + ", ".join(_fmt(v) for v in sorted(r["runs_cpu_us_per_chunk"]))
             for r in repeated)
         gaps = "; ".join(
             f"{r['scenario']}/{r['target']} "
-            + ", ".join(_fmt(v, 2) for v in sorted(r["runs_gap_p99_ms"]))
+            + ", ".join(_fmt(v, 2) for v in sorted(
+                g for g in r["runs_gap_p99_ms"] if g is not None))
             for r in repeated if r["scenario"] != "hold")
         lines += [f"{' and '.join(sorted({r['scenario'] for r in repeated}))}: each target ran "
-                  f"{runs} times, in interleaved rounds (LiteLLM once). A row's CPU and memory "
-                  "come from its run with the median CPU per chunk; its TTFB and gap "
-                  "percentiles and longest silence are the medians of its runs'. "
+                  f"{runs} times, in interleaved rounds (LiteLLM once). A row's CPU, memory "
+                  "and chunks/s come from its run with the median CPU per chunk; its TTFB and "
+                  "gap percentiles and longest silence are the medians of its runs'; its "
+                  "streams ok and errors are its worst run's. "
                   f"All runs, CPU µs/chunk: {spread}. Gap p99 ms: {gaps}.", ""]
+        failed = [f"{r['scenario']}/{r['target']}: {reason[:120]}"
+                  for r in repeated for reason in r.get("runs_failed", [])]
+        if failed:
+            lines += ["Runs that failed outright (the row is from the others): "
+                      + "; ".join(failed) + ".", ""]
     contended = [f"{r['scenario']}/{r['target']} ({r['target_wait_pct']:.0f} %)"
                  for r in report["results"]
                  if r["target"] not in ("direct", "litellm")

@@ -96,13 +96,13 @@ def serve(settings: Settings) -> None:
     from .api import create_app
     from .direct import HttpProtocol
     from .logs import configure
-    from .process import prepare_for_streams
+    from .process import log_prepared, prepare_for_streams
 
     configure(settings.log_level)
     app = create_app(settings)
     # After the app is built, so its objects are frozen out of collections;
     # before the server starts threads, so growing the fd table waits for none.
-    prepare_for_streams()
+    log_prepared(prepare_for_streams())
 
     class DrainingServer(uvicorn.Server):
         # uvicorn stops accepting and waits for open connections; we make the

@@ -39,7 +39,10 @@ class EventListener(Protocol):
         """`event()` for a plain one-line message event, as its (UTF-8) bytes."""
 
     def flush(self) -> None:
-        """The events of one upstream read were all handed over."""
+        """The events of one upstream read were all handed over.
+
+        Also called for reads that end after the stream did, until it is closed.
+        """
 
     def end(self, error: PromptcastError | None) -> None:
         """The upstream ended (None: without a terminal event) or failed."""
@@ -149,6 +152,8 @@ class ChunkEvents:
         self._pusher.resume()
 
     def close(self) -> None:
+        # The relay holds these events and they held the relay's methods: let
+        # go, so the pair is freed without the cyclic collector.
         self._listener = _CLOSED
         self.passthrough = _CLOSED.data
         self.flush = _CLOSED.flush

@@ -61,7 +61,8 @@ class ChunkListener(Protocol):
 
     # A plain content chunk (no finish, usage or error), left unparsed: its JSON, UTF-8.
     passthrough: Callable[[bytes], None]
-    # The chunks of one upstream read were all handed over.
+    # The chunks of one upstream read were all handed over. Also called for
+    # reads that end after the stream did (until it is closed): a no-op then.
     flush: Callable[[], None]
 
     def chunk(self, chunk: ChatChunk) -> None: ...

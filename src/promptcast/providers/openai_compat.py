@@ -207,7 +207,9 @@ class _OpenAIStream:
     def push(self, listener: ChunkListener) -> None:
         self._listener = listener
         self._passthrough = listener.passthrough
-        # The end of a read goes straight to the listener: no reads come once closed.
+        # The end of a read goes straight to the listener. Reads can still end
+        # after the stream did (`[DONE]` does not close the response), until
+        # `close()`: the listener's flush takes that (ChunkListener).
         self._response.deliver(self._on_body, self._on_end, listener.flush)
 
     def _on_body(self, raw: bytes) -> None:
