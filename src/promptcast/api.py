@@ -127,14 +127,14 @@ def _stream_response(
     relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors)
 
     async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
-        async def stopped() -> PromptcastError | None:
-            return await first_reason(disconnected, rt.drain.expired())
-
         rt.metrics.started(log_fields["model"])
         if sink.channel is not None and relay.can_run_direct():
             stats = await relay.run_direct(sink.channel, rt.drain)
             sink.last = relay.last_frame
         else:
+            async def stopped() -> PromptcastError | None:
+                return await first_reason(disconnected, rt.drain.expired())
+
             stats = await relay.run(sink, stopped)
         _finished(rt, stats, request_id=request_id, path=scope["path"], **log_fields)
         scope[STREAM_LOGGED] = True

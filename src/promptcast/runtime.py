@@ -25,7 +25,7 @@ from .streams.redis import RedisStore
 
 @dataclass(slots=True)
 class Runtime:
-    """What the routes share, reached through `request.state.runtime`."""
+    """What the routes share: the lifespan state's `runtime`."""
 
     settings: Settings
     client: HTTPClient
@@ -38,7 +38,6 @@ class Runtime:
     tasks: set[asyncio.Task[None]]
     drain: Drain
     metrics: Metrics
-
 
 
 def _store(settings: Settings) -> StreamStore:

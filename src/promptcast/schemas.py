@@ -31,6 +31,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
 # Far above any model's context, and within the 64-bit integers upstream JSON takes.
 MAX_TOKENS_LIMIT = 1_000_000
 
+
 @dataclass(frozen=True, slots=True)
 class OptimizeRequest:
     prompt: str

@@ -287,4 +287,3 @@ def _plain_content(data: bytes) -> bool:
     return (data[:1] == b"{" and data.endswith(b'"finish_reason":null}]}')
             and data.count(b'"finish_reason"') == 1 and b'"error"' not in data
             and b"\n" not in data and b'"usage":{' not in data)
-
