@@ -44,6 +44,7 @@ from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import redis_calls
 from .errors import PromptcastError, RateLimited, StoreUnavailable, TooManyStreams
 from .logs import request_id_var
 
@@ -163,12 +164,7 @@ class RedisLimiter:
         return f"{_PREFIX}{kind}:{client}"
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(
-                f"the limits store (Redis) is unreachable: {type(exc).__name__}"
-            ) from None
+        return await redis_calls.call("limits", op)
 
     async def hit(self, client: str, limit: int) -> float | None:
         key = self._k("rl", client)

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from ..errors import StoreUnavailable, StreamTooLarge
+from .. import redis_calls
+from ..errors import StreamTooLarge
 from . import Batch, Control
 
 T = TypeVar("T")
@@ -57,12 +57,7 @@ class RedisStore:
         return f"{_PREFIX}{kind}:{name}"
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(
-                f"the streams store (Redis) is unreachable: {type(exc).__name__}"
-            ) from None
+        return await redis_calls.call("streams", op)
 
     async def create(self, stream_id: str, idempotency_key: str | None) -> str | None:
         async def op() -> str | None:

@@ -1,0 +1,55 @@
+"""Redis failures become StoreUnavailable, naming the store; other errors pass through."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from promptcast import redis_calls
+from promptcast.errors import StoreUnavailable
+
+pytestmark = pytest.mark.anyio
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_redis_is_store_unavailable_naming_the_store() -> None:
+    # No retries: the driver's default backs off for seconds before giving up.
+    client = aioredis.Redis(port=_closed_port(), socket_connect_timeout=2,
+                            retry=Retry(NoBackoff(), 0))
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await redis_calls.call("streams", client.ping)
+    finally:
+        await client.aclose()
+    assert str(caught.value).startswith("the streams store (Redis) is unreachable: ")
+    assert caught.value.__cause__ is None  # no driver internals in what users see
+
+
+async def test_a_socket_error_is_store_unavailable() -> None:
+    async def op() -> None:
+        raise ConnectionResetError
+
+    with pytest.raises(StoreUnavailable) as caught:
+        await redis_calls.call("limits", op)
+    assert str(caught.value) == "the limits store (Redis) is unreachable: ConnectionResetError"
+
+
+async def test_other_errors_and_results_pass_through() -> None:
+    async def bug() -> None:
+        raise KeyError("not a Redis failure")
+
+    async def answer() -> int:
+        return 42
+
+    with pytest.raises(KeyError):
+        await redis_calls.call("streams", bug)
+    assert await redis_calls.call("streams", answer) == 42
