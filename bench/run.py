@@ -159,9 +159,11 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None,
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 8.0) -> None:
-    """Stop a process this script started, and its process group (ours too)."""
-    if proc.poll() is not None:
-        return
+    """Stop a process this script started and its whole process group (ours too).
+
+    The group is signalled even when its leader has exited: a leader's exit
+    does not end its children (chain's model service, nginx's workers).
+    """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
     try:
@@ -170,6 +172,28 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float =
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+    deadline = time.monotonic() + wait
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if group_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry.name))
+    return members
 
 
 def wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -362,8 +386,12 @@ class Bench:
             # service runs as the gateway's child, so the process tree (what is measured)
             # holds both. The gateway starts once the model service accepts connections.
             svc = free_port()
-            script = (f'"$0" serve --port {svc} --models "$1" & '
-                      f'until (exec 3<>/dev/tcp/127.0.0.1/{svc}) 2>/dev/null; do sleep 0.05; done; '
+            while svc == port:
+                svc = free_port()
+            # Exit 97 if the model service dies before it listens (wait_http reports it).
+            script = (f'"$0" serve --port {svc} --models "$1" & svc=$!; '
+                      f'until (exec 3<>/dev/tcp/127.0.0.1/{svc}) 2>/dev/null; do '
+                      f'kill -0 $svc 2>/dev/null || exit 97; sleep 0.05; done; '
                       f'exec "$0" serve --port {port} --upstream http://127.0.0.1:{svc} '
                       f'--models "$1"')
             return spawn(pinned(TARGET_CPU, ["bash", "-c", script, promptcast, str(models)]),
@@ -411,6 +439,9 @@ class Bench:
             peer = self.litellm_target(up)
             if peer is not None:
                 targets.append(peer)
+        for t in targets:
+            unknown = (t.scenarios or set()) - {sc.name for sc in FULL}
+            assert not unknown, f"{t.name}: no such scenarios {sorted(unknown)}"
         if self.args.targets:
             keep = set(self.args.targets.split(","))
             targets = [t for t in targets if t.name in keep or t.name == "direct"]
@@ -623,7 +654,9 @@ class Bench:
                 "repeat": {"scenarios": list(REPEATED), "runs": getattr(self.args, "repeat", 1),
                            "kept": "the run with the median CPU per chunk; LiteLLM runs once"},
                 "scenarios": [asdict(s) for s in self.scenarios],
-                "targets": {t.name: {"label": t.label, "path": t.path, "note": t.note}
+                "targets": {t.name: {"label": t.label, "path": t.path, "note": t.note,
+                                     **({"scenarios": sorted(t.scenarios)}
+                                        if t.scenarios is not None else {})}
                             for t in targets},
                 "promptcast_env": {k: v for k, v in os.environ.items()
                                    if k.startswith("PROMPTCAST_")},
@@ -787,7 +820,8 @@ def checks(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if chain and inproc:
             add(f"in-process CPU/chunk ≤ the split path's two processes ({scenario})",
                 f"{inproc['cpu_us_per_chunk']:.1f} µs vs {chain['cpu_us_per_chunk']:.1f} µs",
-                "in-process ≤ split", inproc["cpu_us_per_chunk"] <= chain["cpu_us_per_chunk"])
+                "in-process ≤ chain (both processes)",
+                inproc["cpu_us_per_chunk"] <= chain["cpu_us_per_chunk"])
     return out
 
 
@@ -892,7 +926,10 @@ def table(report: dict[str, Any]) -> str:
             )
     lines += ["", "Scenarios: " + "; ".join(f"**{s['name']}** = {s['title']}" for s in scenarios)
               + ".", ""]
-    lines += ["Targets: " + "; ".join(f"**{k}** = {t['note']}" for k, t in targets.items())
+    lines += ["Targets: " + "; ".join(
+        f"**{k}** = {t['note']}"
+        + (f" ({', '.join(t['scenarios'])} only)" if t.get("scenarios") else "")
+        for k, t in targets.items())
               + ".", ""]
     repeated = [r for r in report["results"] if r.get("runs_cpu_us_per_chunk")]
     if repeated:

@@ -31,7 +31,8 @@ async def test_an_unreachable_redis_is_store_unavailable_naming_the_store() -> N
     finally:
         await client.aclose()
     assert str(caught.value).startswith("the streams store (Redis) is unreachable: ")
-    assert caught.value.__cause__ is None  # no driver internals in what users see
+    # No driver internals in what users see, nor in the traceback.
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 async def test_a_socket_error_is_store_unavailable() -> None:

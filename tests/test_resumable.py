@@ -252,5 +252,6 @@ async def test_redis_down_at_start_is_a_503(
     redis_server.stop()
     got = await post_stream(f"{server.url}/optimize-stream", PROMPT)
     assert got.status == 503 and got.body["error"]["code"] == "store_unavailable"
+    assert got.body["error"]["message"].startswith("the streams store (Redis) is unreachable: ")
     plain = await post_stream(f"{server.url}/optimize-stream", {"prompt": "still works"})
     assert plain.status == 200 and plain.terminal.data == "[DONE]"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from redis.exceptions import RedisError
 
 from .errors import StoreUnavailable
 
 T = TypeVar("T")
+Store = Literal["streams", "limits"]
 
 
-async def call(store: str, op: Callable[[], Awaitable[T]]) -> T:
+async def call(store: Store, op: Callable[[], Awaitable[T]]) -> T:
     """Await `op()`; a Redis or socket failure becomes `StoreUnavailable` naming `store`."""
     try:
         return await op()
