@@ -17,7 +17,9 @@ from typing import Any
 import httptools
 import httpx
 import pytest
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from promptcast.direct import DirectChannel
 from promptcast.relay import Relay
 
 from .conftest import RunningServer
@@ -189,6 +191,49 @@ async def test_events_that_arrive_together_leave_together_and_none_waits(
     # Each event whole and in order, each with its own id.
     ids = re.findall(rb"^id: \S+\.(\d+)$", bytes(raw), re.MULTILINE)
     assert [int(i) for i in ids] == list(range(1, len(seen) + 1))
+
+
+@pytest.mark.anyio
+async def test_the_read_that_ends_the_stream_leaves_in_the_same_write_as_the_end(
+        server: RunningServer, upstream: UpstreamDouble,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the server writes: event frames straight to the socket, and the
+    # ASGI body messages (the last one carries the end of the body).
+    direct_writes: list[bytes] = []
+    bodies: list[tuple[bytes, bool]] = []
+    write, send = DirectChannel.write, RequestResponseCycle.send
+
+    def recorded_write(self: DirectChannel, frame: bytes) -> bool:
+        direct_writes.append(frame)
+        return write(self, frame)
+
+    async def recorded_send(self: RequestResponseCycle, message: Any) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append((message.get("body", b""), message.get("more_body", False)))
+        await send(self, message)
+
+    monkeypatch.setattr(DirectChannel, "write", recorded_write)
+    monkeypatch.setattr(RequestResponseCycle, "send", recorded_send)
+    gate = upstream.gate()
+    upstream.enqueue(Script.raw(
+        event(chunk_json("", role="assistant")), event(chunk_json("first ")), gate,
+        event(chunk_json("last")) + event(chunk_json(finish="stop")) + b"data: [DONE]\n\n"))
+    raw = bytearray()
+    async with httpx.AsyncClient(timeout=10) as client, client.stream(
+            "POST", f"{server.url}/optimize-stream", json=PROMPT) as response:
+        async for got in events_of(response, raw):
+            if '"first "' in got.data:
+                assert any(b'"first "' in frame for frame in direct_writes)
+                gate.set()
+    assert b'"last"' in raw and raw.rstrip().endswith(b"data: [DONE]")
+    # The upstream's last read (content, finish, [DONE]) went out as one write
+    # with the end of the body, not as frames written on their own first.
+    assert not any(b'"last"' in frame or b"[DONE]" in frame for frame in direct_writes)
+    last_body, more = bodies[-1]
+    assert not more
+    assert re.fullmatch(rb'id: \S+\ndata: \{.*"last".*\}\n\n'
+                        rb'id: \S+\ndata: \{.*"finish_reason":"stop".*\}\n\n'
+                        rb'id: \S+\ndata: \[DONE\]\n\n', last_body), last_body
 
 
 @pytest.mark.anyio

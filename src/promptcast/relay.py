@@ -17,7 +17,9 @@ The sink is the client's connection, or a streams store for resumable streams.
                     connection that takes writes directly (`direct.py`) and
                     an upstream that pushes (`source.PushEvents`): the events
                     of one upstream read are framed and written, in one write,
-                    inside that read's callback;
+                    inside that read's callback (those of the read that ends
+                    the stream go with the terminal frame and the end of the
+                    body instead);
                     one timer does heartbeats and deadlines; the client's
                     leaving and the drain arrive as callbacks; the task only
                     waits for the end, closes the upstream, and hands back the
@@ -339,7 +341,8 @@ class Relay:
         """`run()` for a connection that takes writes directly; returns when the stream ended.
 
         The terminal frame is not written but left in `last_frame`, for the
-        caller to send with the end of the body.
+        caller to send with the end of the body; so are the events that came
+        in the same upstream read as the stream's end.
         """
         events = cast(PushEvents, self._events)
         self._pusher = events
@@ -367,20 +370,25 @@ class Relay:
             channel.on_writable(None)
             unsubscribe()
             events.close()
-        self.flush()  # what the read that ended the stream carried before its end
+        # What the read that ended the stream carried before its end (flush()
+        # held it back), ahead of the terminal frame.
+        pending = self._pending
+        last = (pending[0] if len(pending) == 1 else b"".join(pending)) if pending else b""
+        pending.clear()
         terminal = self._conclude(self._terminal)
         if terminal is not None:
+            last += terminal
             if channel.paused:
                 # The response's own end waits for the client to drain (and
-                # gives up after a while); the frame must not wait with it.
-                if not channel.write(terminal):
+                # gives up after a while); the frames must not wait with it.
+                if not channel.write(last):
                     self.stats.outcome = Outcome.CANCELLED
             elif channel.gone:
                 self.stats.outcome = Outcome.CANCELLED
             else:
                 # Left for the response to send with the end of the body: one
-                # write for both instead of two.
-                self.last_frame = terminal
+                # write for all of them instead of three.
+                self.last_frame = last
         stats = self.stats
         stats.duration = time.monotonic() - stats.started
         # Drop the references that make loops (timer, upstream, channel all
@@ -449,10 +457,14 @@ class Relay:
 
         Events that arrived together leave together, none held back past the
         read that brought them; each stays whole, so a heartbeat (written only
-        between reads) can never land inside one.
+        between reads) can never land inside one. A read that also ended the
+        stream leaves its events to `run_direct`, which writes them with the
+        terminal frame and the end of the body moments later, in one write.
         """
         pending = self._pending
         if not pending or self._client_gone:
+            return
+        if self._settled and not self._finished:
             return
         channel = self._channel
         assert channel is not None
