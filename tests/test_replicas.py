@@ -39,7 +39,10 @@ async def test_start_on_one_replica_resume_on_another(
     other_id, _ = await read_some(f"{a.url}/optimize-stream", PROMPT, 2)
     async with httpx.AsyncClient() as client:
         assert (await client.delete(f"{b.url}/optimize-stream/{other_id}")).status_code == 202
-    assert await upstream.until(lambda: upstream.client_closed == 1, 3.0)
+    # Replica A learns of the cancel when it next renews its lease (each
+    # second); the bound is against a cancel that never arrives, and leaves
+    # room for a slow spell of a shared machine (3 s once failed in a full run).
+    assert await upstream.until(lambda: upstream.client_closed == 1, 10.0)
 
 
 async def test_the_generating_replica_dies_and_readers_are_told(
