@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from promptcast import relay as relay_module
+from promptcast.drain import Drain
 from promptcast.errors import (
     PromptcastError,
     SSEProtocolError,
@@ -644,3 +645,103 @@ async def test_first_event_after_measures_the_wait_for_the_first_event() -> None
     assert stats.first_event_after >= PATIENT.heartbeat_interval * 0.9
     assert stats.first_event_after <= stats.duration
     check_invariants(upstream, sink)
+
+
+# -- run_direct: the read that ends a stream ------------------------------------
+
+
+class _Channel:
+    """The client's connection for `run_direct`: records each direct write."""
+
+    def __init__(self, *, paused: bool = False) -> None:
+        self.writes: list[bytes] = []
+        self.gone = False
+        self.paused = paused
+
+    def write(self, frame: bytes) -> bool:
+        self.writes.append(frame)
+        return True
+
+    def on_gone(self, callback: Any) -> None:
+        pass
+
+    def on_writable(self, callback: Any) -> None:
+        pass
+
+
+class _Reads:
+    """An upstream that pushes: each read is some listener calls, then `flush()`."""
+
+    def __init__(self, *reads: Any) -> None:
+        self.reads = reads
+        self.closed = 0
+
+    def can_push(self) -> bool:
+        return True
+
+    def push(self, listener: Any) -> None:
+        for read in self.reads:
+            read(listener)
+            listener.flush()
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def _content(text: str) -> bytes:
+    return orjson.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+
+def _events(raw: bytes) -> list[Event]:
+    decoder = Decoder()
+    return [*decoder.feed(raw), *decoder.close()]
+
+
+async def _run_direct(events: _Reads, channel: _Channel) -> tuple[Relay, StreamStats]:
+    relay = Relay(events, PATIENT, "s")  # type: ignore[arg-type]
+    stats = await relay.run_direct(channel, Drain(5.0))  # type: ignore[arg-type]
+    assert events.closed == 1
+    return relay, stats
+
+
+async def test_an_error_in_the_last_read_follows_that_reads_events_in_one_frame_block() -> None:
+    events = _Reads(lambda up: up.data(_content("a")),
+                    lambda up: (up.data(_content("b")),
+                                up.end(UpstreamError("cut off", code="upstream_closed"))))
+    channel = _Channel()
+    relay, stats = await _run_direct(events, channel)
+    # The first read went out at once; the last one waits for the terminal frame.
+    assert [e.id for w in channel.writes for e in _events(w)] == ["s.1"]
+    last = _events(relay.last_frame)
+    assert [(e.id, e.event) for e in last] == [("s.2", "message"), ("s.3", "error")]
+    assert "b" in last[0].data and orjson.loads(last[1].data)["code"] == "upstream_closed"
+    assert stats.outcome == Outcome.ERROR and stats.chunks == 2
+
+
+async def test_a_paused_client_gets_the_last_events_and_the_terminal_frame_in_one_write() -> None:
+    events = _Reads(lambda up: up.data(_content("a")),
+                    lambda up: (up.data(_content("b")), up.data(b"[DONE]")))
+    channel = _Channel(paused=True)
+    relay, stats = await _run_direct(events, channel)
+    # Not left for the end of the body, which waits for the client to drain.
+    assert relay.last_frame == b""
+    assert [[e.id for e in _events(w)] for w in channel.writes] == [["s.1"], ["s.2", "s.3"]]
+    assert _events(channel.writes[-1])[-1].data == "[DONE]"
+    assert stats.outcome == Outcome.DONE
+
+
+async def test_a_whole_stream_in_one_read_is_left_whole_for_the_end_of_the_body() -> None:
+    events = _Reads(lambda up: (up.data(_content("a")), up.data(_content("b")),
+                                up.data(b"[DONE]")))
+    channel = _Channel()
+    relay, stats = await _run_direct(events, channel)
+    assert channel.writes == []
+    assert [(e.id, e.data == "[DONE]") for e in _events(relay.last_frame)] == [
+        ("s.1", False), ("s.2", False), ("s.3", True)]
+    assert stats.outcome == Outcome.DONE and stats.chunks == 2

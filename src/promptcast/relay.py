@@ -387,7 +387,7 @@ class Relay:
                 self.stats.outcome = Outcome.CANCELLED
             else:
                 # Left for the response to send with the end of the body: one
-                # write for all of them instead of three.
+                # write for all of them instead of two.
                 self.last_frame = last
         stats = self.stats
         stats.duration = time.monotonic() - stats.started
@@ -462,9 +462,7 @@ class Relay:
         terminal frame and the end of the body moments later, in one write.
         """
         pending = self._pending
-        if not pending or self._client_gone:
-            return
-        if self._settled and not self._finished:
+        if not pending or self._client_gone or self._settled:
             return
         channel = self._channel
         assert channel is not None
