@@ -28,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -182,18 +183,7 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float =
 
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group `pgid`."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, fields in _processes() if int(fields[2]) == pgid and fields[0] != b"Z"]
 
 
 def wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -217,9 +207,8 @@ def wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen[bytes
 # ---------------------------------------------------------------- /proc
 
 
-def process_tree(pid: int) -> list[int]:
-    """pid and its live descendants (nginx: master and workers)."""
-    parents: dict[int, list[int]] = {}
+def _processes() -> Iterator[tuple[int, list[bytes]]]:
+    """Every process's pid and its /proc/<pid>/stat fields after the name (state, ppid, pgrp...)."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -227,9 +216,15 @@ def process_tree(pid: int) -> list[int]:
             with open(f"/proc/{entry.name}/stat", "rb") as f:
                 stat = f.read()
         except OSError:
-            continue
-        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
+            continue  # it exited meanwhile
+        yield int(entry.name), stat.rsplit(b")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its live descendants (nginx: master and workers)."""
+    parents: dict[int, list[int]] = {}
+    for child, fields in _processes():
+        parents.setdefault(int(fields[1]), []).append(child)
     tree, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -668,12 +663,6 @@ class Bench:
         }
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A target's repeated runs as one row: the median CPU run, latency figures as medians.
 
@@ -689,10 +678,10 @@ def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for metric in ("ttfb_ms", "gap_ms"):
         keys = set.intersection(*(set(r[metric]) for r in done)) - {"n"}
         row[metric] = {**row[metric], **{
-            key: round(_median([r[metric][key] for r in done]), 3) for key in keys}}
+            key: round(statistics.median(r[metric][key] for r in done), 3) for key in keys}}
     silences = [r["longest_silence_ms"] for r in done if r.get("longest_silence_ms") is not None]
     if silences:
-        row["longest_silence_ms"] = round(_median(silences), 3)
+        row["longest_silence_ms"] = round(statistics.median(silences), 3)
     # The worst run's errors, so a repeat cannot hide them.
     worst = max(done, key=lambda r: (r["errors"], -r["completed"]))
     for key in ("completed", "errors", "error_kinds", "error_examples"):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -12,18 +10,14 @@ from redis.backoff import NoBackoff
 from promptcast import redis_calls
 from promptcast.errors import StoreUnavailable
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.anyio
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_an_unreachable_redis_is_store_unavailable_naming_the_store() -> None:
     # No retries: the driver's default backs off for seconds before giving up.
-    client = aioredis.Redis(port=_closed_port(), socket_connect_timeout=2,
+    client = aioredis.Redis(port=free_port(), socket_connect_timeout=2,
                             retry=Retry(NoBackoff(), 0))
     try:
         with pytest.raises(StoreUnavailable) as caught:

@@ -9,6 +9,7 @@ end are the costliest part of a short stream (docs/benchmarks.md).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -64,8 +65,8 @@ class _ModelMetrics:
         self.ttft = _Histogram(_TTFT_BUCKETS)
         self.duration = _Histogram(_DURATION_BUCKETS)
         self.chunks = 0
-        self.outcomes: dict[str, int] = {}
-        self.tokens: dict[str, int] = {}
+        self.outcomes: Counter[str] = Counter()
+        self.tokens: Counter[str] = Counter()
 
 
 class Metrics:
@@ -73,7 +74,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self._models: dict[str, _ModelMetrics] = {}
-        self._errors: dict[tuple[str, str], int] = {}
+        self._errors: Counter[tuple[str, str]] = Counter()
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -90,22 +91,20 @@ class Metrics:
         children = self._of(model)
         children.in_flight -= 1
         outcome = stats.outcome.value
-        children.outcomes[outcome] = children.outcomes.get(outcome, 0) + 1
+        children.outcomes[outcome] += 1
         if stats.first_event_after is not None:
             children.ttft.observe(stats.first_event_after)
         children.duration.observe(stats.duration)
         children.chunks += stats.chunks
         if stats.prompt_tokens:
-            children.tokens["prompt"] = children.tokens.get("prompt", 0) + stats.prompt_tokens
+            children.tokens["prompt"] += stats.prompt_tokens
         if stats.completion_tokens:
-            children.tokens["completion"] = (children.tokens.get("completion", 0)
-                                             + stats.completion_tokens)
+            children.tokens["completion"] += stats.completion_tokens
         if stats.error_code:
             self.error(model, stats.error_code)
 
     def error(self, model: str, code: str) -> None:
-        key = (model, code)
-        self._errors[key] = self._errors.get(key, 0) + 1
+        self._errors[model, code] += 1
 
     def collect(self) -> Iterator[Metric]:
         """The families, built from the counters at scrape time (the registry calls this)."""

@@ -372,9 +372,8 @@ class Relay:
             events.close()
         # What the read that ended the stream carried before its end (flush()
         # held it back), ahead of the terminal frame.
-        pending = self._pending
-        last = (pending[0] if len(pending) == 1 else b"".join(pending)) if pending else b""
-        pending.clear()
+        last = b"".join(self._pending)
+        self._pending.clear()
         terminal = self._conclude(self._terminal)
         if terminal is not None:
             last += terminal
