@@ -102,6 +102,8 @@ class Run:
         else:
             body = {"prompt": f"{marker} You are a helpful support bot.", "type": "optimize",
                     "model": self.args.model}
+            if self.args.resumable:
+                body["resumable"] = True
         payload = orjson.dumps(body)
         head = (
             f"POST {self.args.path} HTTP/1.1\r\n"
@@ -370,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["optimize", "chat"], default="optimize",
                    help="request body: promptcast's optimize body or an OpenAI chat body")
     p.add_argument("--model", default="bench")
+    p.add_argument("--resumable", action="store_true",
+                   help="ask for resumable streams (optimize body only)")
     p.add_argument("--header", action="append", help="extra request header 'Name: value'")
     p.add_argument("--streams", type=int, default=100, help="streams in all (max 20000)")
     p.add_argument("--concurrency", type=int, default=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from promptcast.resumable import Position, follow
 from promptcast.sse import Event
+from promptcast.streams.memory import MemoryStore
 
 from .conftest import RedisServer, RunningServer
 from .sse_client import Received, events_of, get_stream, post_stream
@@ -255,3 +258,35 @@ async def test_redis_down_at_start_is_a_503(
     assert got.body["error"]["message"].startswith("the streams store (Redis) is unreachable: ")
     plain = await post_stream(f"{server.url}/optimize-stream", {"prompt": "still works"})
     assert plain.status == 200 and plain.terminal.data == "[DONE]"
+
+
+async def test_many_concurrent_resumable_streams_all_complete(
+    resumable_server: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    """More streams at once than a Redis connection pool has connections: none may fail."""
+    server = resumable_server()
+    n = 150
+    pieces = [f"t{i} " for i in range(8)]
+    upstream.enqueue(*(Script.chat(pieces, gap=0.03) for _ in range(n)))
+    got = await asyncio.gather(*(post_stream(f"{server.url}/optimize-stream", PROMPT)
+                                 for _ in range(n)))
+    errors = [r.raw[:300] for r in got if r.status != 200 or r.events[-1].event != "message"]
+    assert errors == []
+    assert all(r.content == "".join(pieces) and r.events[-1].data == "[DONE]" for r in got)
+
+
+async def test_follow_writes_frames_that_came_together_in_one_write() -> None:
+    store = MemoryStore(ttl=60, max_events=100, max_stream_bytes=1 << 20,
+                        max_total_bytes=1 << 24)
+    await store.create("s", None)
+    frames = [b"id: s.%d\ndata: %d\n\n" % (n, n) for n in range(1, 4)]
+    for seq, frame in enumerate(frames, 1):
+        await store.append("s", seq, frame, terminal=False)
+    await store.append("s", 4, b"id: s.4\ndata: [DONE]\n\n", terminal=True)
+    writes: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        writes.append(data)
+
+    assert await follow(store, Position("s", 0), write, first=None, heartbeat_interval=15)
+    assert writes == [b"".join(frames) + b"id: s.4\ndata: [DONE]\n\n"]

@@ -46,6 +46,14 @@ class ClientSink:
         self.last = b""
 
     async def write(self, frame: bytes) -> None:
+        """Write `frame`; straight to the connection when it takes writes, else through `send`."""
+        channel = self.channel
+        if channel is not None and not channel.paused:
+            # No task hop through the server's send; a paused client goes the
+            # slow way below, which waits for it to drain.
+            if not channel.write(frame):
+                raise OSError("the client is gone")
+            return
         await self._send({"type": "http.response.body", "body": frame, "more_body": True})
 
     async def event(self, seq: int, frame: bytes) -> None:

@@ -153,10 +153,12 @@ async def follow(
                 if batch is None:
                     await write(_frame_for(ProducerLost("the stream expired while being read")))
                     return False
-            if batch.frames:
-                for seq, frame in batch.frames:
-                    await write(frame)
-                    after = seq
+            frames = batch.frames
+            if frames:
+                # Frames that came together leave together, in one write.
+                await write(frames[0][1] if len(frames) == 1
+                            else b"".join(frame for _, frame in frames))
+                after = frames[-1][0]
                 last_write = loop.time()
             if batch.finished and after >= batch.last_seq:
                 return True

@@ -9,6 +9,7 @@ Keys (prefix `promptcast:`), all expiring:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,10 +19,19 @@ import redis.asyncio as aioredis
 from .. import redis_calls
 from ..errors import StreamTooLarge
 from . import Batch, Control
+from .batcher import XaddBatcher
+from .tail import Tail
 
 T = TypeVar("T")
 _PREFIX = "promptcast:"
 _READ_COUNT = 1000
+# No command holds a connection for long (the readers of this replica's own
+# streams wait in memory), so a small pool serves thousands of streams; a
+# burst waits for a connection instead of failing.
+_POOL_SIZE = 32
+_POOL_WAIT = 5.0
+# How long a finished stream's tail waits for its reader to take the end.
+_TAIL_LINGER = 30.0
 
 
 class RedisStore:
@@ -37,20 +47,26 @@ class RedisStore:
         lease_ttl: float,
         running_ttl: float,
     ) -> None:
-        self._redis = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=_POOL_SIZE,
+            timeout=_POOL_WAIT,
             socket_connect_timeout=2,
             # Longer than the longest XREAD BLOCK, short enough that a dead Redis
             # is noticed within a few seconds rather than never.
             socket_timeout=5,
             retry_on_timeout=False,
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # owns it: aclose() closes the pool
+        self._xadds = XaddBatcher(self._redis)
         self._ttl_ms = int(ttl * 1000)
         self._running_ttl_ms = int(running_ttl * 1000)
         self._max_events = max_events
         self._max_stream_bytes = max_stream_bytes
         self._lease_ms = int(lease_ttl * 1000)
         self._bytes: dict[str, int] = {}
+        # The streams this replica produces, for its own readers.
+        self._tails: dict[str, Tail] = {}
 
     @staticmethod
     def _k(kind: str, name: str) -> str:
@@ -76,6 +92,7 @@ class RedisStore:
                 pipe.set(self._k("l", stream_id), 1, px=self._lease_ms)
                 await pipe.execute()
             self._bytes[stream_id] = 0
+            self._tails[stream_id] = Tail()
             return None
 
         return await self._call(op)
@@ -89,9 +106,23 @@ class RedisStore:
             await self._redis.delete(*keys)
 
         self._bytes.pop(stream_id, None)
+        self._drop_tail(stream_id)
         await self._call(op)
 
     async def append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
+        try:
+            await self._append(stream_id, seq, frame, terminal=terminal)
+        except BaseException:
+            # Whatever the store holds now, this replica's readers find it there.
+            self._drop_tail(stream_id)
+            raise
+        tail = self._tails.get(stream_id)
+        if tail is not None:
+            tail.add(seq, frame, terminal=terminal)
+            if terminal:
+                asyncio.get_running_loop().call_later(_TAIL_LINGER, self._forget, stream_id, tail)
+
+    async def _append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
         if not terminal:
             if seq > self._max_events:
                 raise StreamTooLarge(f"the stream reached its limit of {self._max_events} events")
@@ -105,8 +136,8 @@ class RedisStore:
 
         async def op() -> None:
             if not terminal and seq > 1:
-                # The hot path: one command per frame.
-                await self._redis.xadd(stream, {"f": frame, "t": 0}, id=f"0-{seq}")
+                # The hot path: one command per frame, sent with other streams' frames.
+                await self._xadds.xadd(stream, frame, f"0-{seq}")
                 return
             meta = self._k("m", stream_id)
             key = _text(await self._redis.hget(meta, "key")) if terminal else ""
@@ -126,6 +157,18 @@ class RedisStore:
             self._bytes.pop(stream_id, None)
 
     async def read(self, stream_id: str, after: int, wait: float) -> Batch | None:
+        tail = self._tails.get(stream_id)
+        if tail is not None and tail.covers(after):
+            await tail.wait(after, wait)
+            if self._tails.get(stream_id) is tail and tail.covers(after):
+                batch = tail.take(after)
+                if batch is not None:
+                    if batch.finished:  # the end is taken: nothing left to hand over
+                        self._forget(stream_id, tail)
+                    return batch
+            # Nothing came for `wait`: ask the store, which also knows whether
+            # the producer is still alive.
+            wait = 0
         stream = self._k("s", stream_id)
         block = int(wait * 1000) if wait > 0 else None
 
@@ -186,7 +229,19 @@ class RedisStore:
         await self._call(self._redis.ping)
 
     async def aclose(self) -> None:
+        for stream_id in list(self._tails):
+            self._drop_tail(stream_id)
+        await self._xadds.aclose()
         await self._redis.aclose()
+
+    def _forget(self, stream_id: str, tail: Tail) -> None:
+        if self._tails.get(stream_id) is tail:
+            del self._tails[stream_id]
+
+    def _drop_tail(self, stream_id: str) -> None:
+        tail = self._tails.pop(stream_id, None)
+        if tail is not None:
+            tail.wake()  # its readers go to the store from now on
 
 
 def _text(value: bytes | str | None) -> str:

@@ -1,0 +1,84 @@
+"""Group commit of XADDs (`streams/batcher.py`) against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from promptcast.streams.batcher import XaddBatcher
+
+from .conftest import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+class CountingBatcher(XaddBatcher):
+    """Counts the pipelines it sends, to see the batching."""
+
+    __slots__ = ("sizes",)
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        super().__init__(redis)
+        self.sizes: list[int] = []
+
+    async def _pipeline(self, batch: list[Any]) -> list[Any]:
+        self.sizes.append(len(batch))
+        return await super()._pipeline(batch)
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    redis = aioredis.Redis.from_url(redis_server.url)
+    yield redis
+    await redis.aclose()
+
+
+async def test_concurrent_adds_share_pipelines_and_all_land(client: aioredis.Redis) -> None:
+    batcher = CountingBatcher(client)
+    await batcher.xadd("k0", b"first", "0-1")  # alone: sent at once, by itself
+    assert batcher.sizes == [1]
+    await asyncio.gather(*(batcher.xadd(f"k{i}", b"x%d" % i, "0-2") for i in range(200)))
+    assert sum(batcher.sizes) == 201 and len(batcher.sizes) < 20
+    for i in range(200):
+        entries = await client.xrange(f"k{i}")
+        assert entries[-1] == (b"0-2", {b"f": b"x%d" % i, b"t": b"0"})
+
+
+async def test_one_refused_add_fails_alone(client: aioredis.Redis) -> None:
+    batcher = XaddBatcher(client)
+    await batcher.xadd("k", b"a", "0-5")
+    results = await asyncio.gather(
+        batcher.xadd("k", b"stale", "0-3"),  # an id not above the last: Redis refuses it
+        batcher.xadd("other", b"b", "0-1"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ResponseError) and results[1] is None
+    assert [e[0] for e in await client.xrange("k")] == [b"0-5"]
+    assert await client.xlen("other") == 1
+
+
+async def test_a_lost_connection_fails_every_waiting_add(
+    client: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    batcher = XaddBatcher(client)
+    await batcher.xadd("k", b"a", "0-1")
+    redis_server.stop()
+    results = await asyncio.wait_for(asyncio.gather(
+        *(batcher.xadd("k", b"b", f"0-{n}") for n in range(2, 6)), return_exceptions=True), 20)
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+
+
+async def test_closing_cancels_adds_still_waiting(client: aioredis.Redis) -> None:
+    batcher = XaddBatcher(client)
+    adds = [asyncio.create_task(batcher.xadd("k", b"a", f"0-{n}")) for n in range(1, 50)]
+    await asyncio.sleep(0)  # queued, the first pipeline on its way
+    await asyncio.wait_for(batcher.aclose(), 5)
+    await asyncio.wait_for(asyncio.gather(*adds, return_exceptions=True), 5)
+    assert all(a.done() for a in adds)
+    assert any(a.cancelled() for a in adds)

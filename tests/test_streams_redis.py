@@ -1,0 +1,166 @@
+"""The Redis streams store (`streams/redis.py`) against a real redis-server.
+
+What a replica's own readers get comes from memory; what another replica's
+readers get comes from Redis; both must be the same stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from promptcast.errors import StoreUnavailable
+from promptcast.streams import Batch
+from promptcast.streams.redis import RedisStore
+
+from .conftest import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+Factory = Callable[..., RedisStore]
+
+
+@pytest.fixture
+async def stores(redis_server: RedisServer) -> AsyncIterator[Factory]:
+    """RedisStores on the test's redis-server, each one a replica; all closed at the end."""
+    made: list[RedisStore] = []
+
+    def make(**overrides: Any) -> RedisStore:
+        options: dict[str, Any] = {"ttl": 60.0, "max_events": 10_000,
+                                   "max_stream_bytes": 1 << 20, "lease_ttl": 5.0,
+                                   "running_ttl": 120.0, **overrides}
+        store = RedisStore(redis_server.url, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.aclose()
+
+
+async def xreads(redis_server: RedisServer) -> int:
+    """How many XREADs the real server has run (its own count, INFO commandstats)."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        stats: dict[str, Any] = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(stats.get("cmdstat_xread", {}).get("calls", 0))
+
+
+def frame(seq: int) -> bytes:
+    return f"id: s.{seq}\ndata: {{\"n\":{seq}}}\n\n".encode()
+
+
+async def produce(store: RedisStore, stream_id: str, n: int, *, end: bool = True) -> None:
+    for seq in range(1, n + 1):
+        await store.append(stream_id, seq, frame(seq), terminal=False)
+    if end:
+        await store.append(stream_id, n + 1, b"data: [DONE]\n\n", terminal=True)
+
+
+async def read_all(store: RedisStore, stream_id: str, after: int = 0) -> list[tuple[int, bytes]]:
+    got: list[tuple[int, bytes]] = []
+    while True:
+        batch = await store.read(stream_id, after, 1.0)
+        assert batch is not None
+        got += batch.frames
+        if batch.frames:
+            after = batch.frames[-1][0]
+        if batch.finished and after >= batch.last_seq:
+            return got
+
+
+WHOLE = [*((seq, frame(seq)) for seq in range(1, 21)), (21, b"data: [DONE]\n\n")]
+
+
+async def test_the_producing_replica_reads_its_stream_from_memory(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    store = stores()
+    assert await store.create("s1", None) is None
+    reader = asyncio.create_task(read_all(store, "s1"))
+    await produce(store, "s1", 20)
+    assert await asyncio.wait_for(reader, 10) == WHOLE
+    assert await xreads(redis_server) == 0
+
+
+async def test_another_replica_reads_the_same_stream_from_redis(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    producer, other = stores(), stores()
+    await producer.create("s1", None)
+    local = asyncio.create_task(read_all(producer, "s1"))
+    remote = asyncio.create_task(read_all(other, "s1"))
+    await produce(producer, "s1", 20)
+    assert await asyncio.wait_for(local, 10) == WHOLE
+    assert await asyncio.wait_for(remote, 10) == WHOLE
+    assert await xreads(redis_server) > 0
+
+
+async def test_a_second_reader_from_the_start_gets_what_the_first_took(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    store = stores()
+    await store.create("s1", None)
+    await produce(store, "s1", 20, end=False)
+    first = await store.read("s1", 0, 0)
+    assert first is not None and [s for s, _ in first.frames] == list(range(1, 21))
+    # Taken from memory by the first reader: the second is served by Redis.
+    second = await store.read("s1", 0, 0)
+    assert second == Batch(first.frames, False, 20, producer_alive=True)
+    await store.append("s1", 21, b"data: [DONE]\n\n", terminal=True)
+    assert await read_all(store, "s1", 20) == WHOLE[20:]
+    assert await read_all(store, "s1") == WHOLE
+
+
+async def test_a_waiting_reader_learns_the_producer_is_gone(stores: Factory) -> None:
+    # The producer's lease lapses (its replica died) without a terminal frame.
+    store = stores(lease_ttl=0.3)
+    await store.create("s1", None)
+    await produce(store, "s1", 3, end=False)
+    first = await store.read("s1", 0, 0)
+    assert first is not None and len(first.frames) == 3
+
+    async def until_lost() -> Batch:
+        while True:
+            batch = await store.read("s1", 3, 0.2)
+            assert batch is not None and not batch.frames
+            if not batch.producer_alive:
+                return batch
+
+    lost = await asyncio.wait_for(until_lost(), 10)
+    assert not lost.finished and lost.last_seq == 3
+
+
+async def test_a_failed_append_wakes_the_waiting_reader_with_the_error(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    store = stores()
+    await store.create("s1", None)
+    await produce(store, "s1", 2, end=False)
+    assert await store.read("s1", 0, 0) is not None
+    reader = asyncio.create_task(store.read("s1", 2, 30))
+    await asyncio.sleep(0.05)
+    assert not reader.done()
+    redis_server.stop()
+    with pytest.raises(StoreUnavailable):
+        await store.append("s1", 3, frame(3), terminal=False)
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(reader, 10)  # not the 30 s it was willing to wait
+
+
+async def test_many_streams_appending_at_once_each_stay_whole_and_in_order(
+    stores: Factory,
+) -> None:
+    producer, other = stores(), stores()
+    ids = [f"s{i}" for i in range(150)]
+    for stream_id in ids:
+        await producer.create(stream_id, None)
+    await asyncio.gather(*(produce(producer, stream_id, 20) for stream_id in ids))
+    for stream_id in ids:
+        assert await read_all(other, stream_id) == WHOLE
