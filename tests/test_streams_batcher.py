@@ -59,6 +59,8 @@ async def test_one_refused_add_fails_alone(client: aioredis.Redis) -> None:
         return_exceptions=True,
     )
     assert isinstance(results[0], ResponseError) and results[1] is None
+    with pytest.raises(ResponseError):  # alone, too
+        await batcher.xadd("k", b"stale", "0-4")
     assert [e[0] for e in await client.xrange("k")] == [b"0-5"]
     assert await client.xlen("other") == 1
 

@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 _Entry = tuple[str, bytes, str, "asyncio.Future[None]"]
 
@@ -66,6 +67,13 @@ class XaddBatcher:
             self._task = None
 
     async def _pipeline(self, batch: list[_Entry]) -> list[Any]:
+        if len(batch) == 1:
+            # A pipeline of one costs redis-py ~15 % more than the command itself.
+            stream, frame, entry_id, _ = batch[0]
+            try:
+                return [await self._redis.xadd(stream, {"f": frame, "t": 0}, id=entry_id)]
+            except ResponseError as exc:  # refused: that entry's error, as a pipeline gives it
+                return [exc]
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream, frame, entry_id, _ in batch:
                 pipe.xadd(stream, {"f": frame, "t": 0}, id=entry_id)
