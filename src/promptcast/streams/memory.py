@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import StoreFull, StreamTooLarge
 from . import Batch, Control
+from .signal import Signal
 
 
 @dataclass(slots=True)
@@ -19,7 +19,7 @@ class _Stream:
     nbytes: int = 0
     finished: bool = False
     cancelled: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Signal = field(default_factory=Signal)
     seen_at: float = 0.0
 
 
@@ -96,9 +96,7 @@ class MemoryStore:
         if terminal:
             stream.finished = True
             self._expiries.append((self._clock() + self._ttl, stream_id))
-        # Wake every waiting reader, then give later readers a fresh event to wait on.
-        stream.changed.set()
-        stream.changed = asyncio.Event()
+        stream.changed.fire()
 
     async def read(self, stream_id: str, after: int, wait: float) -> Batch | None:
         self._sweep()
@@ -106,12 +104,7 @@ class MemoryStore:
         if stream is None:
             return None
         if len(stream.frames) <= after and not stream.finished and wait > 0:
-            changed = stream.changed
-            try:
-                async with asyncio.timeout(wait):
-                    await changed.wait()
-            except TimeoutError:
-                pass
+            await stream.changed.wait(wait)
         frames = [(i + 1, f) for i, f in enumerate(stream.frames[after:], start=after)]
         return Batch(frames, stream.finished, len(stream.frames), producer_alive=True)
 

@@ -10,9 +10,8 @@ frames the tail no longer has, or the tail is gone) sees the same stream.
 
 from __future__ import annotations
 
-import asyncio
-
 from . import Batch
+from .signal import Signal
 
 # Frames kept for a reader that is not taking them (none attached, or a slow
 # client); past this the oldest go, and such a reader catches up from Redis.
@@ -22,7 +21,7 @@ TAIL_FRAMES = 64
 class Tail:
     """Acknowledged frames not yet taken by a reader; readers wait here for more."""
 
-    __slots__ = ("_frames", "_wake", "finished", "last", "taken")
+    __slots__ = ("_frames", "_signal", "finished", "last", "taken")
 
     def __init__(self) -> None:
         self._frames: list[tuple[int, bytes]] = []
@@ -31,7 +30,7 @@ class Tail:
         self.taken = 0
         self.last = 0
         self.finished = False
-        self._wake: asyncio.Future[None] | None = None
+        self._signal = Signal()
 
     def covers(self, after: int) -> bool:
         """Whether every frame after `after` that exists is (or will be) here."""
@@ -51,18 +50,13 @@ class Tail:
 
     def wake(self) -> None:
         """Wake every reader waiting in `wait()`."""
-        wake, self._wake = self._wake, None
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        self._signal.fire()
 
     async def wait(self, after: int, seconds: float) -> None:
         """Return when a frame after `after` is here, the stream ended, or `seconds` passed."""
         if self.last > after or self.finished or seconds <= 0:
             return
-        if self._wake is None:
-            self._wake = asyncio.get_running_loop().create_future()
-        # asyncio.wait leaves the shared future alone when this reader gives up.
-        await asyncio.wait((self._wake,), timeout=seconds)
+        await self._signal.wait(seconds)
 
     def take(self, after: int) -> Batch | None:
         """The frames after `after`, which leave the tail; None if there are none yet."""
