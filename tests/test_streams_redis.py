@@ -164,3 +164,34 @@ async def test_many_streams_appending_at_once_each_stay_whole_and_in_order(
     await asyncio.gather(*(produce(producer, stream_id, 20) for stream_id in ids))
     for stream_id in ids:
         assert await read_all(other, stream_id) == WHOLE
+
+
+async def blocked_clients(redis_server: RedisServer) -> int:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        info: dict[str, Any] = await client.info("clients")
+    finally:
+        await client.aclose()
+    return int(info["blocked_clients"])
+
+
+async def test_readers_waiting_on_other_replicas_streams_never_hold_up_this_ones_writes(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    producer, replica = stores(), stores()
+    idle = [f"idle{i}" for i in range(40)]  # more than the command pool's 32 connections
+    for stream_id in idle:
+        await producer.create(stream_id, None)
+    readers = [asyncio.create_task(replica.read(stream_id, 0, 30)) for stream_id in idle]
+    for _ in range(500):
+        if await blocked_clients(redis_server) == len(idle):
+            break
+        await asyncio.sleep(0.01)
+    assert await blocked_clients(redis_server) == len(idle)
+    await replica.create("mine", None)
+    await asyncio.wait_for(produce(replica, "mine", 20), 10)
+    assert not any(reader.done() for reader in readers)  # still waiting, yet the writes went
+    assert await read_all(producer, "mine") == WHOLE
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)

@@ -25,10 +25,13 @@ from .tail import Tail
 T = TypeVar("T")
 _PREFIX = "promptcast:"
 _READ_COUNT = 1000
-# No command holds a connection for long (the readers of this replica's own
-# streams wait in memory), so a small pool serves thousands of streams; a
-# burst waits for a connection instead of failing.
+# Commands never hold a connection for long (this replica's own readers wait
+# in memory), so a small pool serves thousands of streams. Readers of other
+# replicas' streams hold one for each blocking XREAD: they have their own
+# pool, so they can never keep a producer's writes waiting. In both, a burst
+# waits for a connection instead of failing.
 _POOL_SIZE = 32
+_WAITING_POOL_SIZE = 64
 _POOL_WAIT = 5.0
 # How long a finished stream's tail waits for its reader to take the end.
 _TAIL_LINGER = 30.0
@@ -47,17 +50,8 @@ class RedisStore:
         lease_ttl: float,
         running_ttl: float,
     ) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=_POOL_SIZE,
-            timeout=_POOL_WAIT,
-            socket_connect_timeout=2,
-            # Longer than the longest XREAD BLOCK, short enough that a dead Redis
-            # is noticed within a few seconds rather than never.
-            socket_timeout=5,
-            retry_on_timeout=False,
-        )
-        self._redis = aioredis.Redis.from_pool(pool)  # owns it: aclose() closes the pool
+        self._redis = _client(url, _POOL_SIZE)
+        self._waiting = _client(url, _WAITING_POOL_SIZE)  # blocking XREADs only
         self._xadds = XaddBatcher(self._redis)
         self._ttl_ms = int(ttl * 1000)
         self._running_ttl_ms = int(running_ttl * 1000)
@@ -175,9 +169,9 @@ class RedisStore:
         async def op() -> Batch | None:
             # The hot path is this one XREAD: entries carry their own terminal
             # flag, so the stream's state is only looked up when nothing came.
-            found: Any = await self._redis.xread(
-                {stream: f"0-{after}"}, count=_READ_COUNT, block=block
-            )
+            client = self._redis if block is None else self._waiting
+            found: Any = await client.xread({stream: f"0-{after}"}, count=_READ_COUNT,
+                                            block=block)
             entries = found[0][1] if found else []
             if entries:
                 frames = [(_seq(entry_id), fields[b"f"]) for entry_id, fields in entries]
@@ -232,6 +226,7 @@ class RedisStore:
         for stream_id in list(self._tails):
             self._drop_tail(stream_id)
         await self._xadds.aclose()
+        await self._waiting.aclose()
         await self._redis.aclose()
 
     def _forget(self, stream_id: str, tail: Tail) -> None:
@@ -242,6 +237,20 @@ class RedisStore:
         tail = self._tails.pop(stream_id, None)
         if tail is not None:
             tail.wake()  # its readers go to the store from now on
+
+
+def _client(url: str, size: int) -> aioredis.Redis:
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=size,
+        timeout=_POOL_WAIT,
+        socket_connect_timeout=2,
+        # Longer than the longest XREAD BLOCK, short enough that a dead Redis
+        # is noticed within a few seconds rather than never.
+        socket_timeout=5,
+        retry_on_timeout=False,
+    )
+    return aioredis.Redis.from_pool(pool)  # owns it: aclose() closes the pool
 
 
 def _text(value: bytes | str | None) -> str:
