@@ -195,3 +195,54 @@ async def test_readers_waiting_on_other_replicas_streams_never_hold_up_this_ones
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
+
+
+async def command_calls(redis_server: RedisServer, command: str) -> int:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        stats: dict[str, Any] = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_a_reader_here_is_noted_in_memory_and_its_producer_sees_it(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    store = stores()
+    await store.create("s1", None)
+    before = await command_calls(redis_server, "hset")
+    await store.touch("s1")
+    assert await command_calls(redis_server, "hset") == before  # no round trip
+    control = await store.renew("s1")
+    assert 0 <= control.idle_for < 1 and not control.cancelled
+
+
+async def test_a_reader_elsewhere_is_noted_in_redis_and_the_producer_sees_it(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    producer, other = stores(), stores()
+    await producer.create("s1", None)
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.hset("promptcast:m:s1", "seen", 1.0)  # long ago
+        assert (await producer.renew("s1")).idle_for > 1000
+        await other.touch("s1")
+        assert (await producer.renew("s1")).idle_for < 1
+    finally:
+        await client.aclose()
+
+
+async def test_the_end_of_a_keyed_stream_expires_its_key_without_asking_redis_for_it(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    store = stores(ttl=60.0)
+    await store.create("s1", "key-1")
+    await produce(store, "s1", 3)
+    assert await command_calls(redis_server, "hget") == 0
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert await client.get("promptcast:i:key-1") == b"s1"
+        assert 0 < await client.pttl("promptcast:i:key-1") <= 60_000
+    finally:
+        await client.aclose()

@@ -86,14 +86,17 @@ class RedisStore:
                 pipe.set(self._k("l", stream_id), 1, px=self._lease_ms)
                 await pipe.execute()
             self._bytes[stream_id] = 0
-            self._tails[stream_id] = Tail()
+            self._tails[stream_id] = Tail(idempotency_key or "")
             return None
 
         return await self._call(op)
 
     async def discard(self, stream_id: str) -> None:
+        tail = self._tails.get(stream_id)
+
         async def op() -> None:
-            key = _text(await self._redis.hget(self._k("m", stream_id), "key"))
+            key = tail.key if tail is not None else _text(
+                await self._redis.hget(self._k("m", stream_id), "key"))
             keys = [self._k(k, stream_id) for k in "sml"]
             if key:
                 keys.append(self._k("i", key))
@@ -134,7 +137,10 @@ class RedisStore:
                 await self._xadds.xadd(stream, frame, f"0-{seq}")
                 return
             meta = self._k("m", stream_id)
-            key = _text(await self._redis.hget(meta, "key")) if terminal else ""
+            key = ""
+            if terminal:
+                tail = self._tails.get(stream_id)
+                key = tail.key if tail is not None else _text(await self._redis.hget(meta, "key"))
             async with self._redis.pipeline(transaction=terminal) as pipe:
                 pipe.xadd(stream, {"f": frame, "t": int(terminal)}, id=f"0-{seq}")
                 if terminal:
@@ -190,6 +196,11 @@ class RedisStore:
         return await self._call(op)
 
     async def touch(self, stream_id: str) -> None:
+        tail = self._tails.get(stream_id)
+        if tail is not None:
+            # Its producer is here and reads this at its next renew: no round trip.
+            tail.seen = time.time()
+            return
         await self._call(lambda: self._redis.hset(self._k("m", stream_id), "seen", time.time()))
 
     async def cancel(self, stream_id: str) -> bool:
@@ -216,7 +227,9 @@ class RedisStore:
                 return result
 
         _, (cancel, seen), _, _ = await self._call(op)
-        idle = time.time() - float(seen) if seen else 0.0
+        tail = self._tails.get(stream_id)
+        last_seen = max(float(seen or 0), tail.seen if tail is not None else 0.0)
+        idle = time.time() - last_seen if last_seen else 0.0
         return Control(cancelled=bool(cancel), idle_for=idle)
 
     async def ping(self) -> None:

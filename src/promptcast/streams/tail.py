@@ -21,9 +21,13 @@ TAIL_FRAMES = 64
 class Tail:
     """Acknowledged frames not yet taken by a reader; readers wait here for more."""
 
-    __slots__ = ("_frames", "_signal", "finished", "last", "taken")
+    __slots__ = ("_frames", "_signal", "finished", "key", "last", "seen", "taken")
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "") -> None:
+        # What the store would otherwise ask Redis for: the stream's
+        # Idempotency-Key, and when a reader here last said it is attached.
+        self.key = key
+        self.seen = 0.0
         self._frames: list[tuple[int, bytes]] = []
         # Every frame up to `taken` has left the tail: a reader asking for
         # older frames must read them from the store.
