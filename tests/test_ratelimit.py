@@ -345,3 +345,17 @@ async def test_an_unreachable_limits_store_is_a_503(
     assert response.json()["error"]["message"].startswith(
         "the limits store (Redis) is unreachable: ")
     assert health.status_code == 200
+
+
+async def test_a_burst_wider_than_the_redis_pool_is_served_not_refused(
+    serve: Callable[..., RunningServer], redis_server: RedisServer
+) -> None:
+    server = serve({"PROMPTCAST_REDIS_URL": redis_server.url},
+                   rate_limit_per_minute=100_000)
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        responses = await asyncio.gather(
+            *(client.get(f"{server.url}/v1/models", headers=addr(f"10.0.{i // 250}.{i % 250}"))
+              for i in range(400)))
+    refused = [r.json() for r in responses if r.status_code != 200]
+    assert refused == []

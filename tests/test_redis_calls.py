@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -10,7 +12,7 @@ from redis.backoff import NoBackoff
 from promptcast import redis_calls
 from promptcast.errors import StoreUnavailable
 
-from .conftest import free_port
+from .conftest import RedisServer, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -48,3 +50,23 @@ async def test_other_errors_and_results_pass_through() -> None:
     with pytest.raises(KeyError):
         await redis_calls.call("streams", bug)
     assert await redis_calls.call("streams", answer) == 42
+
+
+async def test_a_busy_pool_makes_a_command_wait_for_a_connection_then_gives_up(
+    redis_server: RedisServer,
+) -> None:
+    patient = redis_calls.client(redis_server.url, connections=1, wait=10, socket_timeout=5)
+    hasty = redis_calls.client(redis_server.url, connections=1, wait=0.05, socket_timeout=5)
+    try:
+        for client in (patient, hasty):
+            holder = asyncio.create_task(client.blpop(["nothing"], timeout=1))
+            await asyncio.sleep(0)  # it takes the one connection
+            if client is patient:
+                assert await client.ping()  # waited for the connection, did not fail
+            else:
+                with pytest.raises(StoreUnavailable):
+                    await redis_calls.call("streams", client.ping)
+            await holder
+    finally:
+        await patient.aclose()
+        await hasty.aclose()

@@ -84,3 +84,57 @@ async def test_closing_cancels_adds_still_waiting(client: aioredis.Redis) -> Non
     await asyncio.wait_for(asyncio.gather(*adds, return_exceptions=True), 5)
     assert all(a.done() for a in adds)
     assert any(a.cancelled() for a in adds)
+
+
+class Gated(XaddBatcher):
+    """Holds its pipelines until `gate` is set; `entered` says one is on its way."""
+
+    __slots__ = ("entered", "gate")
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        super().__init__(redis)
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def _pipeline(self, batch: list[Any]) -> list[Any]:
+        self.entered.set()
+        await self.gate.wait()
+        return await super()._pipeline(batch)
+
+
+async def test_an_add_cancelled_while_it_waited_is_not_sent(client: aioredis.Redis) -> None:
+    batcher = Gated(client)
+    first = asyncio.create_task(batcher.xadd("k", b"a", "0-1"))
+    await batcher.entered.wait()  # its pipeline is on its way
+    second = asyncio.create_task(batcher.xadd("k", b"b", "0-2"))
+    await asyncio.sleep(0)  # queued behind it
+    assert len(batcher._queue) == 1
+    second.cancel()
+    batcher.gate.set()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await batcher.xadd("k", b"c", "0-3")  # the next one goes out as usual
+    assert [e[0] for e in await client.xrange("k")] == [b"0-1", b"0-3"]
+
+
+async def test_a_reply_count_that_does_not_match_fails_every_add_and_recovers(
+    client: aioredis.Redis,
+) -> None:
+    class Broken(XaddBatcher):
+        __slots__ = ("broken",)
+
+        def __init__(self, redis: aioredis.Redis) -> None:
+            super().__init__(redis)
+            self.broken = True
+
+        async def _pipeline(self, batch: list[Any]) -> list[Any]:
+            results = await super()._pipeline(batch)
+            return results[:-1] if self.broken else results
+
+    batcher = Broken(client)
+    results = await asyncio.gather(*(batcher.xadd(f"k{i}", b"x", "0-1") for i in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results), results
+    batcher.broken = False
+    await batcher.xadd("k9", b"x", "0-1")

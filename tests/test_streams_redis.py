@@ -246,3 +246,45 @@ async def test_the_end_of_a_keyed_stream_expires_its_key_without_asking_redis_fo
         assert 0 < await client.pttl("promptcast:i:key-1") <= 60_000
     finally:
         await client.aclose()
+
+
+async def test_last_seq_is_the_last_entry_even_after_a_gap(stores: Factory) -> None:
+    # A frame whose appender was cancelled while its stream was stopped is
+    # never written; the terminal frame after it is the stream's last.
+    producer, other = stores(), stores()
+    await producer.create("s1", None)
+    await produce(producer, "s1", 2, end=False)
+    await producer.append("s1", 4, b"data: [DONE]\n\n", terminal=True)
+    batch = await other.read("s1", 4, 0)
+    assert batch == Batch([], True, 4, producer_alive=True)
+
+
+async def test_a_wait_under_a_millisecond_does_not_block_for_ever(stores: Factory) -> None:
+    producer, other = stores(), stores()
+    await producer.create("s1", None)
+    await produce(producer, "s1", 2, end=False)
+    batch = await asyncio.wait_for(other.read("s1", 2, 0.0004), 3)
+    assert batch is not None and batch.frames == [] and batch.producer_alive
+
+
+async def test_a_reader_finding_every_waiting_connection_busy_polls_instead_of_failing(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    producer, replica = stores(), stores()
+    idle = [f"idle{i}" for i in range(64)]  # the blocking-read pool's size
+    for stream_id in idle:
+        await producer.create(stream_id, None)
+    hogs = [asyncio.create_task(replica.read(stream_id, 0, 30)) for stream_id in idle]
+    for _ in range(500):
+        if await blocked_clients(redis_server) == len(idle):
+            break
+        await asyncio.sleep(0.01)
+    assert await blocked_clients(redis_server) == len(idle)
+    await producer.create("late", None)
+    await produce(producer, "late", 2, end=False)
+    batch = await asyncio.wait_for(replica.read("late", 0, 0.1), 10)
+    assert batch is not None and [s for s, _ in batch.frames] == [1, 2]
+    assert not any(hog.done() for hog in hogs)
+    for hog in hogs:
+        hog.cancel()
+    await asyncio.gather(*hogs, return_exceptions=True)

@@ -33,7 +33,7 @@ async def test_a_waiter_gives_up_after_its_limit_alone() -> None:
     assert len(signal._waiters) == 1  # only the patient one is left
     signal.fire()
     await asyncio.wait_for(patient, 2)
-    assert signal._waiters == []
+    assert not signal._waiters
 
 
 async def test_a_cancelled_waiter_leaves_nothing_behind() -> None:
@@ -43,5 +43,5 @@ async def test_a_cancelled_waiter_leaves_nothing_behind() -> None:
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert signal._waiters == []
+    assert not signal._waiters
     signal.fire()  # nothing to wake, nothing raised

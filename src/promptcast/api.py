@@ -238,7 +238,9 @@ async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
         return _follow_response(rt, Position(existing, 0), None, headers)
     try:
         events = await _opened(request, rt, rt.gateway.open(body, request_id))
-    except PromptcastError:
+    except BaseException:
+        # Whatever ended the start (an error, the client leaving, a bug), the
+        # stream it made room for must not stay behind, in the store or here.
         with contextlib.suppress(StoreUnavailable):
             await rt.store.discard(stream_id)
         raise

@@ -39,7 +39,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -147,9 +146,8 @@ class RedisLimiter:
     """Limits shared by every replica on one Redis; any failure to reach it is a 503."""
 
     def __init__(self, url: str, *, lease_ttl: float, window: float = WINDOW) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=2, retry_on_timeout=False
-        )
+        # Every command is one short round trip: a burst waits briefly for a connection.
+        self._redis = redis_calls.client(url, connections=32, wait=2.0, socket_timeout=2)
         self._window_ms = int(window * 1000)
         self._lease_ms = max(int(lease_ttl * 1000), 1000)
         self._acquire = self._redis.register_script(_ACQUIRE)

@@ -42,29 +42,41 @@ class XaddBatcher:
         batch: list[_Entry] = []
         try:
             while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    results = await self._pipeline(batch)
-                except Exception as exc:
-                    for *_, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                    continue
-                for result, (*_, done) in zip(results, batch, strict=True):
-                    if done.done():
-                        continue  # its appender was cancelled
-                    if isinstance(result, Exception):
-                        done.set_exception(result)
-                    else:
-                        done.set_result(None)
-        except BaseException:
-            # Cancelled (the store is closing): nobody may be left waiting.
+                # An appender cancelled while it waited (its stream is being
+                # stopped) takes its frame back: sent anyway, it could land
+                # after the terminal frame and be refused.
+                batch = [entry for entry in self._queue if not entry[3].done()]
+                self._queue = []
+                if batch:
+                    await self._send_batch(batch)
+                batch = []
+        except asyncio.CancelledError:
+            # The store is closing: nobody may be left waiting.
             for *_, done in (*batch, *self._queue):
                 done.cancel()
             self._queue = []
             raise
         finally:
             self._task = None
+
+    async def _send_batch(self, batch: list[_Entry]) -> None:
+        """One pipeline; each appender gets its own entry's outcome, or the pipeline's failure."""
+        try:
+            results = await self._pipeline(batch)
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} replies to {len(batch)} XADDs")
+        except Exception as exc:
+            for *_, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for result, (*_, done) in zip(results, batch, strict=True):
+            if done.done():
+                continue  # its appender was cancelled meanwhile
+            if isinstance(result, Exception):
+                done.set_exception(result)
+            else:
+                done.set_result(None)
 
     async def _pipeline(self, batch: list[_Entry]) -> list[Any]:
         if len(batch) == 1:

@@ -10,11 +10,12 @@ Keys (prefix `promptcast:`), all expiring:
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
+from redis.typing import KeyT, StreamIdT
 
 from .. import redis_calls
 from ..errors import StreamTooLarge
@@ -26,13 +27,19 @@ T = TypeVar("T")
 _PREFIX = "promptcast:"
 _READ_COUNT = 1000
 # Commands never hold a connection for long (this replica's own readers wait
-# in memory), so a small pool serves thousands of streams. Readers of other
-# replicas' streams hold one for each blocking XREAD: they have their own
-# pool, so they can never keep a producer's writes waiting. In both, a burst
-# waits for a connection instead of failing.
+# in memory), so a small pool serves thousands of streams; a burst waits for
+# a connection. Readers of other replicas' streams hold one for each blocking
+# XREAD: they have their own pool, so they never keep this replica's writes
+# waiting, and a reader that finds it full for as long as it meant to wait
+# reads without blocking instead (it is then polling, not failing).
 _POOL_SIZE = 32
 _WAITING_POOL_SIZE = 64
 _POOL_WAIT = 5.0
+# How much longer than its wait a blocking read may take, its connection included.
+_BLOCK_MARGIN = 1.0
+# Longer than the longest XREAD BLOCK, short enough that a dead Redis is
+# noticed within a few seconds rather than never.
+_SOCKET_TIMEOUT = 5.0
 # How long a finished stream's tail waits for its reader to take the end.
 _TAIL_LINGER = 30.0
 
@@ -50,8 +57,11 @@ class RedisStore:
         lease_ttl: float,
         running_ttl: float,
     ) -> None:
-        self._redis = _client(url, _POOL_SIZE)
-        self._waiting = _client(url, _WAITING_POOL_SIZE)  # blocking XREADs only
+        self._redis = redis_calls.client(url, connections=_POOL_SIZE, wait=_POOL_WAIT,
+                                         socket_timeout=_SOCKET_TIMEOUT)
+        # Blocking XREADs only; each bounds its own wait for a connection.
+        self._waiting = redis_calls.client(url, connections=_WAITING_POOL_SIZE, wait=None,
+                                           socket_timeout=_SOCKET_TIMEOUT)
         self._xadds = XaddBatcher(self._redis)
         self._ttl_ms = int(ttl * 1000)
         self._running_ttl_ms = int(running_ttl * 1000)
@@ -170,14 +180,24 @@ class RedisStore:
             # the producer is still alive.
             wait = 0
         stream = self._k("s", stream_id)
-        block = int(wait * 1000) if wait > 0 else None
+        streams: dict[KeyT, StreamIdT] = {stream: f"0-{after}"}
 
         async def op() -> Batch | None:
             # The hot path is this one XREAD: entries carry their own terminal
             # flag, so the stream's state is only looked up when nothing came.
-            client = self._redis if block is None else self._waiting
-            found: Any = await client.xread({stream: f"0-{after}"}, count=_READ_COUNT,
-                                            block=block)
+            found: Any = None
+            if wait > 0:
+                try:
+                    # Bounded by the read's own wait, the time spent waiting
+                    # for a connection included; then it reads without blocking.
+                    async with asyncio.timeout(wait + _BLOCK_MARGIN):
+                        # At least 1 ms: BLOCK 0 would wait for ever.
+                        found = await self._waiting.xread(
+                            streams, count=_READ_COUNT, block=max(1, math.ceil(wait * 1000)))
+                except TimeoutError:
+                    found = await self._redis.xread(streams, count=_READ_COUNT)
+            else:
+                found = await self._redis.xread(streams, count=_READ_COUNT)
             entries = found[0][1] if found else []
             if entries:
                 frames = [(_seq(entry_id), fields[b"f"]) for entry_id, fields in entries]
@@ -186,12 +206,15 @@ class RedisStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hget(self._k("m", stream_id), "state")
                 pipe.exists(self._k("l", stream_id))
-                pipe.xlen(stream)
-                state, lease, length = await pipe.execute()
+                # The last entry's number, not the count: a frame whose
+                # appender was cancelled mid-stop leaves a gap.
+                pipe.xrevrange(stream, count=1)
+                state, lease, last = await pipe.execute()
             if state is None:
                 return None
             finished = state == b"done"
-            return Batch([], finished, int(length), producer_alive=finished or bool(lease))
+            last_seq = _seq(last[0][0]) if last else 0
+            return Batch([], finished, last_seq, producer_alive=finished or bool(lease))
 
         return await self._call(op)
 
@@ -250,20 +273,6 @@ class RedisStore:
         tail = self._tails.pop(stream_id, None)
         if tail is not None:
             tail.wake()  # its readers go to the store from now on
-
-
-def _client(url: str, size: int) -> aioredis.Redis:
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=size,
-        timeout=_POOL_WAIT,
-        socket_connect_timeout=2,
-        # Longer than the longest XREAD BLOCK, short enough that a dead Redis
-        # is noticed within a few seconds rather than never.
-        socket_timeout=5,
-        retry_on_timeout=False,
-    )
-    return aioredis.Redis.from_pool(pool)  # owns it: aclose() closes the pool
 
 
 def _text(value: bytes | str | None) -> str:

@@ -21,11 +21,11 @@ class Signal:
     __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def fire(self) -> None:
         """Wake everyone waiting now; later waiters wait for the next fire."""
-        waiters, self._waiters = self._waiters, []
+        waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -34,11 +34,10 @@ class Signal:
         """Return at the next `fire()`, or after `seconds`, whichever is first."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
+        self._waiters.add(waiter)
         timer = loop.call_later(seconds, _expire, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
-            if waiter in self._waiters:  # it timed out, or this reader was cancelled
-                self._waiters.remove(waiter)
+            self._waiters.discard(waiter)  # it timed out, or this reader was cancelled
