@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from promptcast.streams.batcher import XaddBatcher
+from promptcast.streams.resp import RespPipe
 
 from .conftest import RedisServer
 
@@ -23,8 +24,8 @@ class CountingBatcher(XaddBatcher):
 
     __slots__ = ("sizes",)
 
-    def __init__(self, redis: aioredis.Redis) -> None:
-        super().__init__(redis)
+    def __init__(self, redis: aioredis.Redis, pipe: RespPipe | None = None) -> None:
+        super().__init__(redis, pipe)
         self.sizes: list[int] = []
 
     async def _pipeline(self, batch: list[Any]) -> list[Any]:
@@ -39,8 +40,21 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     await redis.aclose()
 
 
-async def test_concurrent_adds_share_pipelines_and_all_land(client: aioredis.Redis) -> None:
-    batcher = CountingBatcher(client)
+@pytest.fixture(params=["resp", "redis-py"])
+def via(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[RespPipe | None]:
+    """The batcher's own connection (redis:// and unix://), or redis-py's client (rediss://)."""
+    if request.param == "redis-py":
+        yield None
+        return
+    pipe = RespPipe(redis_server.url, connect_timeout=2, reply_timeout=5)
+    yield pipe
+    pipe.close()
+
+
+async def test_concurrent_adds_share_pipelines_and_all_land(
+    client: aioredis.Redis, via: RespPipe | None
+) -> None:
+    batcher = CountingBatcher(client, via)
     await batcher.xadd("k0", b"first", "0-1")  # alone: sent at once, by itself
     assert batcher.sizes == [1]
     await asyncio.gather(*(batcher.xadd(f"k{i}", b"x%d" % i, "0-2") for i in range(200)))
@@ -50,8 +64,8 @@ async def test_concurrent_adds_share_pipelines_and_all_land(client: aioredis.Red
         assert entries[-1] == (b"0-2", {b"f": b"x%d" % i, b"t": b"0"})
 
 
-async def test_one_refused_add_fails_alone(client: aioredis.Redis) -> None:
-    batcher = XaddBatcher(client)
+async def test_one_refused_add_fails_alone(client: aioredis.Redis, via: RespPipe | None) -> None:
+    batcher = XaddBatcher(client, via)
     await batcher.xadd("k", b"a", "0-5")
     results = await asyncio.gather(
         batcher.xadd("k", b"stale", "0-3"),  # an id not above the last: Redis refuses it
@@ -66,9 +80,9 @@ async def test_one_refused_add_fails_alone(client: aioredis.Redis) -> None:
 
 
 async def test_a_lost_connection_fails_every_waiting_add(
-    client: aioredis.Redis, redis_server: RedisServer
+    client: aioredis.Redis, redis_server: RedisServer, via: RespPipe | None
 ) -> None:
-    batcher = XaddBatcher(client)
+    batcher = XaddBatcher(client, via)
     await batcher.xadd("k", b"a", "0-1")
     redis_server.stop()
     results = await asyncio.wait_for(asyncio.gather(

@@ -19,8 +19,9 @@ from redis.typing import KeyT, StreamIdT
 
 from .. import redis_calls
 from ..errors import StreamTooLarge
-from . import Batch, Control
+from . import Batch, Control, resp
 from .batcher import XaddBatcher
+from .resp import RespPipe
 from .tail import Tail
 
 T = TypeVar("T")
@@ -62,7 +63,9 @@ class RedisStore:
         # Blocking XREADs only; each bounds its own wait for a connection.
         self._waiting = redis_calls.client(url, connections=_WAITING_POOL_SIZE, wait=None,
                                            socket_timeout=_SOCKET_TIMEOUT)
-        self._xadds = XaddBatcher(self._redis)
+        pipe = (RespPipe(url, connect_timeout=2, reply_timeout=_SOCKET_TIMEOUT)
+                if resp.supports(url) else None)
+        self._xadds = XaddBatcher(self._redis, pipe)
         self._ttl_ms = int(ttl * 1000)
         self._running_ttl_ms = int(running_ttl * 1000)
         self._max_events = max_events
