@@ -22,7 +22,10 @@ from promptcast.drain import Drain
 from promptcast.errors import (
     PromptcastError,
     SSEProtocolError,
+    StoreUnavailable,
+    StreamStopped,
     StreamTimeout,
+    StreamTooLarge,
     UpstreamError,
 )
 from promptcast.relay import HEARTBEAT, Limits, Outcome, Relay, StreamStats
@@ -745,3 +748,163 @@ async def test_a_whole_stream_in_one_read_is_left_whole_for_the_end_of_the_body(
     assert [(e.id, e.data == "[DONE]") for e in _events(relay.last_frame)] == [
         ("s.1", False), ("s.2", False), ("s.3", True)]
     assert stats.outcome == Outcome.DONE and stats.chunks == 2
+
+
+# -- run_stored: a producer's upstream reads go to the store themselves ----------
+
+STORING = Limits(first_token_timeout=30, idle_timeout=30, total_timeout=60,
+                 heartbeat_interval=None)
+
+
+class _Pushing:
+    """An upstream that pushes when the test says: `read(...)` is one socket read."""
+
+    def __init__(self) -> None:
+        self.listener: Any = None
+        self.pushing = asyncio.Event()
+        self.pauses = self.resumes = self.closed = 0
+
+    def can_push(self) -> bool:
+        return True
+
+    def push(self, listener: Any) -> None:
+        self.listener = listener
+        self.pushing.set()
+
+    def read(self, *payloads: bytes) -> None:
+        for payload in payloads:
+            self.listener.data(payload)
+        self.listener.flush()
+
+    def pause(self) -> None:
+        self.pauses += 1
+
+    def resume(self) -> None:
+        self.resumes += 1
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+class _Store:
+    """The producer's sink: each frame taken without waiting gets a future the test settles."""
+
+    def __init__(self, *, cap: int = 10_000) -> None:
+        self.nowait: list[tuple[int, asyncio.Future[None]]] = []
+        self.awaited: list[int] = []
+        self.terminal_frames: list[tuple[int, bytes]] = []
+        self.cap = cap
+
+    def append_nowait(self, seq: int, frame: bytes) -> asyncio.Future[None]:
+        if seq > self.cap:
+            raise StreamTooLarge(f"the stream reached its limit of {self.cap} events")
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.nowait.append((seq, stored))
+        return stored
+
+    def store_all(self) -> None:
+        for _, stored in self.nowait:
+            if not stored.done():
+                stored.set_result(None)
+
+    async def event(self, seq: int, frame: bytes) -> None:
+        self.awaited.append(seq)
+
+    async def terminal(self, seq: int, frame: bytes) -> None:
+        self.terminal_frames.append((seq, frame))
+
+    async def heartbeat(self) -> None:
+        raise AssertionError("a store gets no heartbeats")
+
+
+async def _never_stopped() -> PromptcastError | None:
+    await asyncio.Event().wait()
+    return None
+
+
+async def _started(upstream: _Pushing, store: _Store, stopped: Any = _never_stopped
+                   ) -> asyncio.Task[StreamStats]:
+    relay = Relay(upstream, STORING, "s")  # type: ignore[arg-type]
+    task = asyncio.create_task(relay.run_stored(store, stopped))  # type: ignore[arg-type]
+    await upstream.pushing.wait()  # run_stored's first step hands over the listener
+    return task
+
+
+async def test_stored_frames_are_numbered_and_the_terminal_waits_for_those_on_their_way() -> None:
+    upstream, store = _Pushing(), _Store()
+    task = await _started(upstream, store)
+    upstream.read(_content("a"), _content("b"))
+    upstream.read(_content("c"), b"[DONE]")  # the last read: its event is held back
+    await asyncio.sleep(0)
+    assert [seq for seq, _ in store.nowait] == [1, 2]
+    assert store.terminal_frames == [] and not task.done()  # 1 and 2 are not stored yet
+    store.store_all()
+    stats = await task
+    assert store.awaited == [3]
+    assert [(seq, _events(frame)[0].data) for seq, frame in store.terminal_frames] == [
+        (4, "[DONE]")]
+    assert stats.outcome == Outcome.DONE and stats.chunks == 3 and upstream.closed == 1
+
+
+async def test_too_many_frames_on_their_way_pause_the_upstream_until_half_are_stored() -> None:
+    upstream, store = _Pushing(), _Store()
+    task = await _started(upstream, store)
+    limit = relay_module._MAX_UNSTORED
+    for n in range(limit):
+        upstream.read(_content(str(n)))
+    assert upstream.pauses == 1 and upstream.resumes == 0
+    for _, stored in store.nowait[: limit // 2 - 1]:
+        stored.set_result(None)
+    await asyncio.sleep(0)
+    assert upstream.resumes == 0
+    store.nowait[limit // 2 - 1][1].set_result(None)
+    await asyncio.sleep(0)
+    assert upstream.resumes == 1
+    upstream.read(b"[DONE]")
+    store.store_all()
+    assert (await task).outcome == Outcome.DONE
+
+
+async def test_a_frame_the_store_refuses_turns_even_a_done_stream_into_an_error() -> None:
+    upstream, store = _Pushing(), _Store()
+    task = await _started(upstream, store)
+    upstream.read(_content("a"))
+    upstream.read(b"[DONE]")
+    store.nowait[0][1].set_exception(StoreUnavailable("the streams store (Redis) is unreachable"))
+    stats = await task
+    [(seq, frame)] = store.terminal_frames
+    [event] = _events(frame)
+    # Not [DONE]: frame 1 is missing, the stream is incomplete.
+    assert (seq, event.event) == (3, "error")
+    assert orjson.loads(event.data)["code"] == "store_unavailable"
+    assert stats.outcome == Outcome.ERROR
+
+
+async def test_a_stream_past_its_cap_ends_with_stream_too_large() -> None:
+    upstream, store = _Pushing(), _Store(cap=2)
+    task = await _started(upstream, store)
+    upstream.read(_content("a"), _content("b"), _content("c"))
+    store.store_all()
+    stats = await task
+    [(seq, frame)] = store.terminal_frames
+    assert seq == 4 and orjson.loads(_events(frame)[0].data)["code"] == "stream_too_large"
+    assert stats.outcome == Outcome.ERROR and upstream.closed == 1
+
+
+async def test_a_stop_from_the_supervisor_ends_the_stream_with_its_reason() -> None:
+    upstream, store = _Pushing(), _Store()
+    stop = asyncio.Event()
+
+    async def stopped() -> PromptcastError:
+        await stop.wait()
+        return StreamStopped("the stream was cancelled")
+
+    task = await _started(upstream, store, stopped)
+    upstream.read(_content("a"))
+    stop.set()
+    store.store_all()
+    stats = await task
+    [(seq, frame)] = store.terminal_frames
+    assert seq == 2 and _events(frame)[0].event == "error"
+    assert orjson.loads(_events(frame)[0].data)["code"] == "cancelled"
+    assert stats.outcome == Outcome.ERROR and upstream.closed == 1

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from promptcast.errors import StreamTooLarge
 from promptcast.resumable import Position, follow
 from promptcast.sse import Event
 from promptcast.streams.memory import MemoryStore
@@ -290,3 +291,15 @@ async def test_follow_writes_frames_that_came_together_in_one_write() -> None:
 
     assert await follow(store, Position("s", 0), write, first=None, heartbeat_interval=15)
     assert writes == [b"".join(frames) + b"id: s.4\ndata: [DONE]\n\n"]
+
+
+async def test_a_memory_store_takes_a_frame_at_once() -> None:
+    store = MemoryStore(ttl=60, max_events=2, max_stream_bytes=1 << 20,
+                        max_total_bytes=1 << 24)
+    await store.create("s", None)
+    assert store.append_nowait("s", 1, b"data: 1\n\n") is None
+    batch = await store.read("s", 0, 0)
+    assert batch is not None and batch.frames == [(1, b"data: 1\n\n")]
+    store.append_nowait("s", 2, b"data: 2\n\n")
+    with pytest.raises(StreamTooLarge):
+        store.append_nowait("s", 3, b"data: 3\n\n")

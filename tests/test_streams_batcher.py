@@ -152,3 +152,15 @@ async def test_a_reply_count_that_does_not_match_fails_every_add_and_recovers(
     assert all(isinstance(r, RuntimeError) for r in results), results
     batcher.broken = False
     await batcher.xadd("k9", b"x", "0-1")
+
+
+async def test_an_add_can_set_its_streams_expiry_in_the_same_pipeline(
+    client: aioredis.Redis, via: RespPipe | None
+) -> None:
+    batcher = XaddBatcher(client, via)
+    await asyncio.gather(batcher.xadd("k", b"a", "0-1", expire_ms=60_000),
+                         batcher.xadd("j", b"b", "0-1"))
+    assert 0 < await client.pttl("k") <= 60_000
+    assert await client.pttl("j") == -1  # no expiry asked for
+    with pytest.raises(ResponseError):  # a refused XADD is that add's error, expiry or not
+        await batcher.xadd("k", b"c", "0-1", expire_ms=60_000)

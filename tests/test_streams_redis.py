@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from promptcast.errors import StoreUnavailable
+from promptcast.errors import StoreUnavailable, StreamTooLarge
 from promptcast.streams import Batch
 from promptcast.streams.redis import RedisStore
 
@@ -288,3 +288,33 @@ async def test_a_reader_finding_every_waiting_connection_busy_polls_instead_of_f
     for hog in hogs:
         hog.cancel()
     await asyncio.gather(*hogs, return_exceptions=True)
+
+
+async def test_frames_taken_without_waiting_land_in_order_and_the_first_sets_an_expiry(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    store = stores(running_ttl=120.0)
+    await store.create("s1", None)
+    pending = [store.append_nowait("s1", seq, frame(seq)) for seq in range(1, 21)]
+    await asyncio.gather(*pending)
+    await store.append("s1", 21, b"data: [DONE]\n\n", terminal=True)
+    assert await read_all(store, "s1") == WHOLE  # from the tail
+    assert await read_all(stores(), "s1") == WHOLE  # from Redis
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert await client.pttl("promptcast:s:s1") > 0
+    finally:
+        await client.aclose()
+
+
+async def test_a_frame_taken_without_waiting_fails_as_store_unavailable(
+    stores: Factory, redis_server: RedisServer
+) -> None:
+    store = stores(max_events=3)
+    await store.create("s1", None)
+    await store.append_nowait("s1", 1, frame(1))
+    with pytest.raises(StreamTooLarge):  # past a cap: at once, not through the future
+        store.append_nowait("s1", 4, frame(4))
+    redis_server.stop()
+    with pytest.raises(StoreUnavailable):
+        await store.append_nowait("s1", 2, frame(2))

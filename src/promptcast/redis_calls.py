@@ -19,9 +19,12 @@ async def call(store: Store, op: Callable[[], Awaitable[T]]) -> T:
     try:
         return await op()
     except (RedisError, OSError) as exc:
-        raise StoreUnavailable(
-            f"the {store} store (Redis) is unreachable: {type(exc).__name__}"
-        ) from None
+        raise unavailable(store, exc) from None
+
+
+def unavailable(store: Store, exc: RedisError | OSError) -> StoreUnavailable:
+    """What a Redis or socket failure of `store` is to us (raise it `from None`)."""
+    return StoreUnavailable(f"the {store} store (Redis) is unreachable: {type(exc).__name__}")
 
 
 def client(url: str, *, connections: int, wait: float | None, socket_timeout: float

@@ -59,10 +59,20 @@ class Sink(Protocol):
 
     async def heartbeat(self) -> None: ...
 
+class AppendSink(Sink, Protocol):
+    """A `Sink` into a streams store that can also take frames without waiting (push mode)."""
+
+    def append_nowait(self, seq: int, frame: bytes) -> asyncio.Future[None] | None:
+        """Store `frame`: None if done already, else a future of it; raises past a cap."""
+
+
 HEARTBEAT = sse.comment("keep-alive")
 _TERMINAL_TYPES = ("error", "timeout")
 # A terminal frame is small; a client that cannot take it in this long is gone.
 _TERMINAL_WRITE_TIMEOUT = 5.0
+# Frames on their way to the store at once before a producer stops reading its
+# upstream (and reads again once half of them are stored).
+_MAX_UNSTORED = 32
 
 
 class _ClientGone(Exception):
@@ -121,8 +131,8 @@ class Relay:
     __slots__ = (
         "_channel", "_client_gone", "_done", "_events", "_finished", "_id_prefix",
         "_last_event", "_last_write", "_limits", "_loop", "_openai_errors", "_paused",
-        "_pending", "_pusher", "_reason", "_seq", "_settled", "_start", "_stream_id",
-        "_terminal", "_timer", "last_frame", "stats",
+        "_pending", "_pusher", "_reason", "_seq", "_settled", "_start", "_store",
+        "_store_paused", "_stream_id", "_terminal", "_timer", "_unstored", "last_frame", "stats",
     )
 
     def __init__(self, events: EventStream, limits: Limits, stream_id: str, *,
@@ -152,6 +162,10 @@ class Relay:
         self._pending: list[bytes] = []
         self.last_frame = b""
         self._timer: asyncio.TimerHandle | None = None
+        # Push mode into a store (run_stored) only.
+        self._store: AppendSink | None = None
+        self._unstored: set[asyncio.Future[None]] = set()
+        self._store_paused = False
 
     def _frame(self, event: sse.Event) -> bytes:
         self._seq += 1
@@ -395,6 +409,110 @@ class Relay:
         self._timer = self._pusher = self._channel = self._done = None
         return stats
 
+    async def run_stored(self, sink: AppendSink, stopped: Stopped) -> StreamStats:
+        """`run()` for a producer whose upstream pushes: each read's frames go to the store
+        from the read's callback, with no task woken per chunk. Returns when the stream ended.
+        """
+        events = cast(PushEvents, self._events)
+        self._pusher = events
+        self._store = sink
+        loop = self._loop
+        done = self._done = loop.create_future()
+        self._schedule_timer(loop.time())
+        watch = loop.create_task(self._watch_stored(stopped))
+        try:
+            if not self._settled:
+                try:
+                    events.push(self)
+                except Exception as exc:
+                    self._failed(exc)
+            if not self._settled:
+                await done
+        finally:
+            self._finished = self._settled = True
+            if self._timer is not None:
+                self._timer.cancel()
+            watch.cancel()
+            events.close()
+        await self._store_rest(sink)
+        stats = self.stats
+        stats.duration = time.monotonic() - stats.started
+        self._timer = self._pusher = self._done = self._store = None
+        return stats
+
+    async def _store_rest(self, sink: AppendSink) -> None:
+        """After the end: frames still on their way, those the last read held back, the terminal."""
+        if self._unstored:
+            # The terminal frame must be the last one stored.
+            await asyncio.wait(set(self._unstored))
+        pending, self._pending = self._pending, []
+        # Numbered up to the upstream's terminal frame, if it sent one.
+        seq = self._seq - len(pending) - (self._terminal is not None)
+        try:
+            for frame in pending:
+                seq += 1
+                await sink.event(seq, frame)
+        except PromptcastError as exc:
+            self._reason = self._reason or exc
+        terminal = self._conclude(self._terminal)
+        if terminal is not None:
+            try:
+                async with asyncio.timeout(_TERMINAL_WRITE_TIMEOUT):
+                    await sink.terminal(self._seq, terminal)
+            except (OSError, TimeoutError, PromptcastError):
+                self.stats.outcome = Outcome.CANCELLED
+
+    def _to_store(self, pending: list[bytes]) -> None:
+        store = self._store
+        assert store is not None
+        seq = self._seq - len(pending)
+        frames = pending[:]
+        pending.clear()
+        try:
+            for frame in frames:
+                seq += 1
+                stored = store.append_nowait(seq, frame)
+                if stored is not None:
+                    self._unstored.add(stored)
+                    stored.add_done_callback(self._stored)
+        except PromptcastError as exc:  # past a cap
+            self._reason = exc
+            self._settle()
+            return
+        self._last_write = self._loop.time()
+        if len(self._unstored) >= _MAX_UNSTORED and not self._store_paused and not self._settled:
+            # The store is slower than the upstream: stop reading it for a while.
+            self._store_paused = True
+            assert self._pusher is not None
+            self._pusher.pause()
+
+    def _stored(self, stored: asyncio.Future[None]) -> None:
+        self._unstored.discard(stored)
+        if stored.cancelled():
+            return
+        exc = stored.exception()
+        if exc is not None:
+            # Even after the end: the terminal frame waits for this, and must
+            # then say the stream is incomplete rather than done.
+            if self._reason is None:
+                self._reason = exc if isinstance(exc, PromptcastError) else UpstreamError(
+                    f"internal error: {type(exc).__name__}", code="internal_error")
+            self._settle()
+            return
+        if self._store_paused and len(self._unstored) <= _MAX_UNSTORED // 2 and not self._settled:
+            self._store_paused = False
+            assert self._pusher is not None
+            self._pusher.resume()
+
+    async def _watch_stored(self, stopped: Stopped) -> None:
+        reason = await stopped()
+        if not self._settled:
+            if reason is None:
+                self._client_gone = True
+            else:
+                self._reason = reason
+            self._settle()
+
     def _settle(self) -> None:
         if not self._settled:
             self._settled = True
@@ -462,6 +580,9 @@ class Relay:
         """
         pending = self._pending
         if not pending or self._client_gone or self._settled:
+            return
+        if self._store is not None:
+            self._to_store(pending)
             return
         channel = self._channel
         assert channel is not None

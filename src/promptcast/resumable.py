@@ -50,6 +50,9 @@ class StoreSink:
     async def event(self, seq: int, frame: bytes) -> None:
         await self._store.append(self._stream_id, seq, frame, terminal=False)
 
+    def append_nowait(self, seq: int, frame: bytes) -> asyncio.Future[None] | None:
+        return self._store.append_nowait(self._stream_id, seq, frame)
+
     async def terminal(self, seq: int, frame: bytes) -> None:
         await self._store.append(self._stream_id, seq, frame, terminal=True)
 
@@ -75,7 +78,13 @@ class Producer:
         self._cancel.set()
 
     async def run(self) -> None:
-        stats = await self._relay.run(StoreSink(self._store, self.stream_id), self._supervise)
+        sink = StoreSink(self._store, self.stream_id)
+        relay = self._relay
+        if relay.can_run_direct():
+            # The upstream's reads append to the store themselves: no task per chunk.
+            stats = await relay.run_stored(sink, self._supervise)
+        else:
+            stats = await relay.run(sink, self._supervise)
         self._on_end(stats)
 
     async def _supervise(self) -> PromptcastError:

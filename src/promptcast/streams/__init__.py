@@ -15,6 +15,7 @@ Two implementations: `MemoryStore` (one process, the default) and `RedisStore`
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +49,11 @@ class StreamStore(Protocol):
 
     async def append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
         """Add frame `seq`; a terminal frame finishes the stream. Raises `StreamTooLarge`."""
+
+    def append_nowait(self, stream_id: str, seq: int, frame: bytes
+                      ) -> asyncio.Future[None] | None:
+        """`append` of a non-terminal frame without waiting: None if stored already, else a
+        future that completes when it is (in call order). Cap errors are raised at once."""
 
     async def read(self, stream_id: str, after: int, wait: float) -> Batch | None:
         """Frames after `after`, waiting up to `wait` s for some; None if no such stream."""

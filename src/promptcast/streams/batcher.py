@@ -18,7 +18,8 @@ from redis.exceptions import ResponseError
 
 from .resp import RespPipe, encode
 
-_Entry = tuple[str, bytes, str, "asyncio.Future[None]"]
+# stream, frame, entry id, expiry to set on the stream (ms, 0 for none), its outcome
+_Entry = tuple[str, bytes, str, int, "asyncio.Future[None]"]
 
 
 class XaddBatcher:
@@ -33,14 +34,22 @@ class XaddBatcher:
         self._queue: list[_Entry] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def xadd(self, stream: str, frame: bytes, entry_id: str) -> None:
-        """Add `frame` as entry `entry_id` of `stream`; raises what Redis or its connection did."""
+    async def xadd(self, stream: str, frame: bytes, entry_id: str, *, expire_ms: int = 0) -> None:
+        """Add `frame` as entry `entry_id` of `stream`; raises what Redis or its connection did.
+
+        `expire_ms` also (re)sets the stream's expiry, in the same pipeline.
+        """
+        await self.xadd_nowait(stream, frame, entry_id, expire_ms=expire_ms)
+
+    def xadd_nowait(self, stream: str, frame: bytes, entry_id: str, *, expire_ms: int = 0
+                    ) -> asyncio.Future[None]:
+        """`xadd` without waiting: the future completes, in the order of the calls, when it did."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.append((stream, frame, entry_id, done))
+        self._queue.append((stream, frame, entry_id, expire_ms, done))
         if self._task is None:
             self._task = loop.create_task(self._send())
-        await done
+        return done
 
     async def _send(self) -> None:
         batch: list[_Entry] = []
@@ -49,7 +58,7 @@ class XaddBatcher:
                 # An appender cancelled while it waited (its stream is being
                 # stopped) takes its frame back: sent anyway, it could land
                 # after the terminal frame and be refused.
-                batch = [entry for entry in self._queue if not entry[3].done()]
+                batch = [entry for entry in self._queue if not entry[4].done()]
                 self._queue = []
                 if batch:
                     await self._send_batch(batch)
@@ -83,23 +92,27 @@ class XaddBatcher:
                 done.set_result(None)
 
     async def _pipeline(self, batch: list[_Entry]) -> list[Any]:
+        """One outcome per entry: its XADD's reply, or the error of its XADD or PEXPIRE."""
         if self._pipe is not None:
-            return await self._pipe.send([
-                encode(b"XADD", stream, entry_id, b"f", frame, b"t", b"0")
-                for stream, frame, entry_id, _ in batch
-            ])
-        if len(batch) == 1:
+            commands: list[bytes] = []
+            for stream, frame, entry_id, expire_ms, _ in batch:
+                commands.append(encode(b"XADD", stream, entry_id, b"f", frame, b"t", b"0"))
+                if expire_ms:
+                    commands.append(encode(b"PEXPIRE", stream, expire_ms))
+            return _per_entry(batch, await self._pipe.send(commands))
+        if len(batch) == 1 and not batch[0][3]:
             # A pipeline of one costs redis-py ~15 % more than the command itself.
-            stream, frame, entry_id, _ = batch[0]
+            stream, frame, entry_id, _, _ = batch[0]
             try:
                 return [await self._redis.xadd(stream, {"f": frame, "t": 0}, id=entry_id)]
             except ResponseError as exc:  # refused: that entry's error, as a pipeline gives it
                 return [exc]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for stream, frame, entry_id, _ in batch:
+            for stream, frame, entry_id, expire_ms, _ in batch:
                 pipe.xadd(stream, {"f": frame, "t": 0}, id=entry_id)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-            return results
+                if expire_ms:
+                    pipe.pexpire(stream, expire_ms)
+            return _per_entry(batch, await pipe.execute(raise_on_error=False))
 
     async def aclose(self) -> None:
         """Stop sending; appends still waiting are cancelled."""
@@ -109,3 +122,16 @@ class XaddBatcher:
             await asyncio.gather(task, return_exceptions=True)
         if self._pipe is not None:
             self._pipe.close()
+
+
+def _per_entry(batch: list[_Entry], replies: list[Any]) -> list[Any]:
+    """Fold the replies of entries that also set an expiry into one outcome each."""
+    if len(replies) == len(batch):
+        return replies
+    outcomes, position = [], 0
+    for entry in batch:
+        group = replies[position:position + (2 if entry[3] else 1)]
+        position += len(group)
+        errors = [reply for reply in group if isinstance(reply, Exception)]
+        outcomes.append(errors[0] if errors else group[0])
+    return outcomes

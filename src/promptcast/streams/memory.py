@@ -79,6 +79,13 @@ class MemoryStore:
         self._drop(stream_id)
 
     async def append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
+        self._append(stream_id, seq, frame, terminal=terminal)
+
+    def append_nowait(self, stream_id: str, seq: int, frame: bytes) -> None:
+        """Stored at once: nothing to wait for."""
+        self._append(stream_id, seq, frame, terminal=False)
+
+    def _append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
         stream = self._streams[stream_id]
         if not terminal:
             # Terminal frames are always taken, so a stream over a cap can still end.

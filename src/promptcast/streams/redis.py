@@ -13,8 +13,10 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
 from redis.typing import KeyT, StreamIdT
 
 from .. import redis_calls
@@ -121,7 +123,12 @@ class RedisStore:
 
     async def append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
         try:
-            await self._append(stream_id, seq, frame, terminal=terminal)
+            if terminal:
+                await self._call(lambda: self._finish(stream_id, seq, frame))
+                self._bytes.pop(stream_id, None)
+            else:
+                self._count(stream_id, seq, frame)
+                await self._call(lambda: self._xadd(stream_id, seq, frame))
         except BaseException:
             # Whatever the store holds now, this replica's readers find it there.
             self._drop_tail(stream_id)
@@ -132,42 +139,64 @@ class RedisStore:
             if terminal:
                 asyncio.get_running_loop().call_later(_TAIL_LINGER, self._forget, stream_id, tail)
 
-    async def _append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
-        if not terminal:
-            if seq > self._max_events:
-                raise StreamTooLarge(f"the stream reached its limit of {self._max_events} events")
-            size = self._bytes.get(stream_id, 0) + len(frame)
-            if size > self._max_stream_bytes:
-                raise StreamTooLarge(
-                    f"the stream reached its limit of {self._max_stream_bytes} bytes"
-                )
-            self._bytes[stream_id] = size
-        stream = self._k("s", stream_id)
+    def append_nowait(self, stream_id: str, seq: int, frame: bytes) -> asyncio.Future[None]:
+        try:
+            self._count(stream_id, seq, frame)
+        except BaseException:
+            self._drop_tail(stream_id)
+            raise
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent = self._xadds.xadd_nowait(self._k("s", stream_id), frame, f"0-{seq}",
+                                       expire_ms=self._running_ttl_ms if seq == 1 else 0)
+        sent.add_done_callback(partial(self._appended, stream_id, seq, frame, done))
+        return done
 
-        async def op() -> None:
-            if not terminal and seq > 1:
-                # The hot path: one command per frame, sent with other streams' frames.
-                await self._xadds.xadd(stream, frame, f"0-{seq}")
+    def _appended(self, stream_id: str, seq: int, frame: bytes, done: asyncio.Future[None],
+                  sent: asyncio.Future[None]) -> None:
+        # Runs in the order the frames were sent, so the tail stays in order.
+        exc = None if sent.cancelled() else sent.exception()
+        if sent.cancelled() or exc is not None:
+            self._drop_tail(stream_id)
+            if done.done():
                 return
-            meta = self._k("m", stream_id)
-            key = ""
-            if terminal:
-                tail = self._tails.get(stream_id)
-                key = tail.key if tail is not None else _text(await self._redis.hget(meta, "key"))
-            async with self._redis.pipeline(transaction=terminal) as pipe:
-                pipe.xadd(stream, {"f": frame, "t": int(terminal)}, id=f"0-{seq}")
-                if terminal:
-                    pipe.hset(meta, "state", "done")
-                    pipe.delete(self._k("l", stream_id))
-                    for name in (stream, meta, *([self._k("i", key)] if key else [])):
-                        pipe.pexpire(name, self._ttl_ms)
-                else:
-                    pipe.pexpire(stream, self._running_ttl_ms)
-                await pipe.execute()
+            if exc is None:
+                done.cancel()
+            elif isinstance(exc, (RedisError, OSError)):
+                done.set_exception(redis_calls.unavailable("streams", exc))
+            else:
+                done.set_exception(exc)
+            return
+        tail = self._tails.get(stream_id)
+        if tail is not None:
+            tail.add(seq, frame, terminal=False)
+        if not done.done():
+            done.set_result(None)
 
-        await self._call(op)
-        if terminal:
-            self._bytes.pop(stream_id, None)
+    def _count(self, stream_id: str, seq: int, frame: bytes) -> None:
+        """Hold a stream to its caps; raises `StreamTooLarge` past them."""
+        if seq > self._max_events:
+            raise StreamTooLarge(f"the stream reached its limit of {self._max_events} events")
+        size = self._bytes.get(stream_id, 0) + len(frame)
+        if size > self._max_stream_bytes:
+            raise StreamTooLarge(f"the stream reached its limit of {self._max_stream_bytes} bytes")
+        self._bytes[stream_id] = size
+
+    async def _xadd(self, stream_id: str, seq: int, frame: bytes) -> None:
+        # Sent with other streams' frames; the first also gives the stream its expiry.
+        await self._xadds.xadd(self._k("s", stream_id), frame, f"0-{seq}",
+                               expire_ms=self._running_ttl_ms if seq == 1 else 0)
+
+    async def _finish(self, stream_id: str, seq: int, frame: bytes) -> None:
+        stream, meta = self._k("s", stream_id), self._k("m", stream_id)
+        tail = self._tails.get(stream_id)
+        key = tail.key if tail is not None else _text(await self._redis.hget(meta, "key"))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(stream, {"f": frame, "t": 1}, id=f"0-{seq}")
+            pipe.hset(meta, "state", "done")
+            pipe.delete(self._k("l", stream_id))
+            for name in (stream, meta, *([self._k("i", key)] if key else [])):
+                pipe.pexpire(name, self._ttl_ms)
+            await pipe.execute()
 
     async def read(self, stream_id: str, after: int, wait: float) -> Batch | None:
         tail = self._tails.get(stream_id)
