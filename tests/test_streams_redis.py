@@ -7,6 +7,7 @@ readers get comes from Redis; both must be the same stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -42,13 +43,20 @@ async def stores(redis_server: RedisServer) -> AsyncIterator[Factory]:
         await store.aclose()
 
 
-async def xreads(redis_server: RedisServer) -> int:
-    """How many XREADs the real server has run (its own count, INFO commandstats)."""
+@contextlib.asynccontextmanager
+async def direct(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A plain client of the test's redis-server, to look at what the store wrote."""
     client = aioredis.Redis.from_url(redis_server.url)
     try:
-        stats: dict[str, Any] = await client.info("commandstats")
+        yield client
     finally:
         await client.aclose()
+
+
+async def xreads(redis_server: RedisServer) -> int:
+    """How many XREADs the real server has run (its own count, INFO commandstats)."""
+    async with direct(redis_server) as client:
+        stats: dict[str, Any] = await client.info("commandstats")
     return int(stats.get("cmdstat_xread", {}).get("calls", 0))
 
 
@@ -167,27 +175,32 @@ async def test_many_streams_appending_at_once_each_stay_whole_and_in_order(
 
 
 async def blocked_clients(redis_server: RedisServer) -> int:
-    client = aioredis.Redis.from_url(redis_server.url)
-    try:
+    async with direct(redis_server) as client:
         info: dict[str, Any] = await client.info("clients")
-    finally:
-        await client.aclose()
     return int(info["blocked_clients"])
+
+
+async def blocked_readers(producer: RedisStore, replica: RedisStore, redis_server: RedisServer,
+                          n: int) -> list[asyncio.Task[Batch | None]]:
+    """`n` readers on `replica`, each blocked in Redis on an idle stream of `producer`."""
+    idle = [f"idle{i}" for i in range(n)]
+    for stream_id in idle:
+        await producer.create(stream_id, None)
+    readers = [asyncio.create_task(replica.read(stream_id, 0, 30)) for stream_id in idle]
+    for _ in range(500):  # Redis's own count: nothing to wait on but polling it
+        if await blocked_clients(redis_server) == n:
+            break
+        await asyncio.sleep(0.01)
+    assert await blocked_clients(redis_server) == n
+    return readers
 
 
 async def test_readers_waiting_on_other_replicas_streams_never_hold_up_this_ones_writes(
     stores: Factory, redis_server: RedisServer
 ) -> None:
     producer, replica = stores(), stores()
-    idle = [f"idle{i}" for i in range(40)]  # more than the command pool's 32 connections
-    for stream_id in idle:
-        await producer.create(stream_id, None)
-    readers = [asyncio.create_task(replica.read(stream_id, 0, 30)) for stream_id in idle]
-    for _ in range(500):
-        if await blocked_clients(redis_server) == len(idle):
-            break
-        await asyncio.sleep(0.01)
-    assert await blocked_clients(redis_server) == len(idle)
+    # More than the command pool's 32 connections.
+    readers = await blocked_readers(producer, replica, redis_server, 40)
     await replica.create("mine", None)
     await asyncio.wait_for(produce(replica, "mine", 20), 10)
     assert not any(reader.done() for reader in readers)  # still waiting, yet the writes went
@@ -198,11 +211,8 @@ async def test_readers_waiting_on_other_replicas_streams_never_hold_up_this_ones
 
 
 async def command_calls(redis_server: RedisServer, command: str) -> int:
-    client = aioredis.Redis.from_url(redis_server.url)
-    try:
+    async with direct(redis_server) as client:
         stats: dict[str, Any] = await client.info("commandstats")
-    finally:
-        await client.aclose()
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
@@ -223,14 +233,11 @@ async def test_a_reader_elsewhere_is_noted_in_redis_and_the_producer_sees_it(
 ) -> None:
     producer, other = stores(), stores()
     await producer.create("s1", None)
-    client = aioredis.Redis.from_url(redis_server.url)
-    try:
+    async with direct(redis_server) as client:
         await client.hset("promptcast:m:s1", "seen", 1.0)  # long ago
         assert (await producer.renew("s1")).idle_for > 1000
         await other.touch("s1")
         assert (await producer.renew("s1")).idle_for < 1
-    finally:
-        await client.aclose()
 
 
 async def test_the_end_of_a_keyed_stream_expires_its_key_without_asking_redis_for_it(
@@ -240,12 +247,9 @@ async def test_the_end_of_a_keyed_stream_expires_its_key_without_asking_redis_fo
     await store.create("s1", "key-1")
     await produce(store, "s1", 3)
     assert await command_calls(redis_server, "hget") == 0
-    client = aioredis.Redis.from_url(redis_server.url)
-    try:
+    async with direct(redis_server) as client:
         assert await client.get("promptcast:i:key-1") == b"s1"
         assert 0 < await client.pttl("promptcast:i:key-1") <= 60_000
-    finally:
-        await client.aclose()
 
 
 async def test_last_seq_is_the_last_entry_even_after_a_gap(stores: Factory) -> None:
@@ -271,15 +275,7 @@ async def test_a_reader_finding_every_waiting_connection_busy_polls_instead_of_f
     stores: Factory, redis_server: RedisServer
 ) -> None:
     producer, replica = stores(), stores()
-    idle = [f"idle{i}" for i in range(64)]  # the blocking-read pool's size
-    for stream_id in idle:
-        await producer.create(stream_id, None)
-    hogs = [asyncio.create_task(replica.read(stream_id, 0, 30)) for stream_id in idle]
-    for _ in range(500):
-        if await blocked_clients(redis_server) == len(idle):
-            break
-        await asyncio.sleep(0.01)
-    assert await blocked_clients(redis_server) == len(idle)
+    hogs = await blocked_readers(producer, replica, redis_server, 64)  # the blocking pool's size
     await producer.create("late", None)
     await produce(producer, "late", 2, end=False)
     batch = await asyncio.wait_for(replica.read("late", 0, 0.1), 10)
@@ -300,11 +296,8 @@ async def test_frames_taken_without_waiting_land_in_order_and_the_first_sets_an_
     await store.append("s1", 21, b"data: [DONE]\n\n", terminal=True)
     assert await read_all(store, "s1") == WHOLE  # from the tail
     assert await read_all(stores(), "s1") == WHOLE  # from Redis
-    client = aioredis.Redis.from_url(redis_server.url)
-    try:
+    async with direct(redis_server) as client:
         assert await client.pttl("promptcast:s:s1") > 0
-    finally:
-        await client.aclose()
 
 
 async def test_a_frame_taken_without_waiting_fails_as_store_unavailable(

@@ -31,6 +31,15 @@ def pipe(url: str, reply_timeout: float = 5.0) -> RespPipe:
     return RespPipe(url, connect_timeout=2, reply_timeout=reply_timeout)
 
 
+async def send_once(url: str, *commands: bytes) -> list[object]:
+    """Open a connection to `url`, send one pipeline, close it."""
+    conn = pipe(url)
+    try:
+        return await conn.send(list(commands))
+    finally:
+        conn.close()
+
+
 async def entries(url: str, key: str) -> list[bytes]:
     client = aioredis.Redis.from_url(url)
     try:
@@ -108,11 +117,7 @@ async def test_a_password_and_a_database_from_the_url(
     start_redis(redis_with, tmp_path, "--port", str(port), "--requirepass", "s3cret",
                 ready=port)
     url = f"redis://:s3cret@127.0.0.1:{port}/3"
-    conn = pipe(url)
-    try:
-        assert await conn.send([xadd("k", 1)]) == [b"0-1"]
-    finally:
-        conn.close()
+    assert await send_once(url, xadd("k", 1)) == [b"0-1"]
     assert await entries(url, "k") == [b"0-1"]
     assert await entries(f"redis://:s3cret@127.0.0.1:{port}/0", "k") == []
     wrong = pipe(f"redis://:nope@127.0.0.1:{port}/0")
@@ -124,11 +129,7 @@ async def test_a_unix_socket(redis_with: list[subprocess.Popen[bytes]], tmp_path
     path = tmp_path / "redis.sock"
     start_redis(redis_with, tmp_path, "--port", "0", "--unixsocket", str(path), ready=path)
     url = f"unix://{path}?db=1"
-    conn = pipe(url)
-    try:
-        assert await conn.send([xadd("k", 1)]) == [b"0-1"]
-    finally:
-        conn.close()
+    assert await send_once(url, xadd("k", 1)) == [b"0-1"]
     assert await entries(url, "k") == [b"0-1"]
 
 

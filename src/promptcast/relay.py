@@ -360,30 +360,17 @@ class Relay:
         """
         events = cast(PushEvents, self._events)
         self._pusher = events
-        loop = self._loop
         self._channel = channel
-        done = self._done = loop.create_future()
-        self._schedule_timer(loop.time())
         channel.on_gone(self._gone)
         if channel.gone:  # it left before we listened
             self._gone()
         unsubscribe = drain.subscribe(self._drained)
         try:
-            if not self._settled:
-                try:
-                    events.push(self)  # may hand over buffered events, even the whole stream
-                except Exception as exc:
-                    self._failed(exc)
-            if not self._settled:
-                await done
+            await self._pushed(events)
         finally:
-            self._finished = self._settled = True
-            if self._timer is not None:
-                self._timer.cancel()
             channel.on_gone(None)
             channel.on_writable(None)
             unsubscribe()
-            events.close()
         # What the read that ended the stream carried before its end (flush()
         # held it back), ahead of the terminal frame.
         last = b"".join(self._pending)
@@ -417,23 +404,11 @@ class Relay:
         self._pusher = events
         self._store = sink
         loop = self._loop
-        done = self._done = loop.create_future()
-        self._schedule_timer(loop.time())
         watch = loop.create_task(self._watch_stored(stopped))
         try:
-            if not self._settled:
-                try:
-                    events.push(self)
-                except Exception as exc:
-                    self._failed(exc)
-            if not self._settled:
-                await done
+            await self._pushed(events)
         finally:
-            self._finished = self._settled = True
-            if self._timer is not None:
-                self._timer.cancel()
             watch.cancel()
-            events.close()
         await self._store_rest(sink)
         stats = self.stats
         stats.duration = time.monotonic() - stats.started
@@ -512,6 +487,24 @@ class Relay:
             else:
                 self._reason = reason
             self._settle()
+
+    async def _pushed(self, events: PushEvents) -> None:
+        """Listen to `events`, deadlines running, until the stream settles; then close them."""
+        done = self._done = self._loop.create_future()
+        self._schedule_timer(self._loop.time())
+        try:
+            if not self._settled:
+                try:
+                    events.push(self)  # may hand over buffered events, even the whole stream
+                except Exception as exc:
+                    self._failed(exc)
+            if not self._settled:
+                await done
+        finally:
+            self._finished = self._settled = True
+            if self._timer is not None:
+                self._timer.cancel()
+            events.close()
 
     def _settle(self) -> None:
         if not self._settled:
