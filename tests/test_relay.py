@@ -908,3 +908,63 @@ async def test_a_stop_from_the_supervisor_ends_the_stream_with_its_reason() -> N
     assert seq == 2 and _events(frame)[0].event == "error"
     assert orjson.loads(_events(frame)[0].data)["code"] == "cancelled"
     assert stats.outcome == Outcome.ERROR and upstream.closed == 1
+
+
+async def test_a_stored_stream_that_keeps_coming_outlives_its_idle_limit() -> None:
+    upstream, store = _Pushing(), _Store()
+    relay = Relay(upstream, Limits(first_token_timeout=5, idle_timeout=0.3, total_timeout=30,
+                                   heartbeat_interval=None), "s")  # type: ignore[arg-type]
+    task = asyncio.create_task(relay.run_stored(store, _never_stopped))  # type: ignore[arg-type]
+    await upstream.pushing.wait()
+    for n in range(8):  # 0.8 s of chunks, 0.1 s apart: never idle for 0.3 s
+        upstream.read(_content(str(n)))
+        store.store_all()
+        await asyncio.sleep(0.1)
+    upstream.read(b"[DONE]")
+    stats = await task
+    assert stats.outcome == Outcome.DONE and stats.chunks == 8
+
+
+async def test_a_stored_stream_with_heartbeats_configured_still_times_out() -> None:
+    upstream, store = _Pushing(), _Store()
+    relay = Relay(upstream, TINY, "s")  # type: ignore[arg-type]
+    stats = await asyncio.wait_for(relay.run_stored(store, _never_stopped), 5)  # type: ignore[arg-type]
+    [(_, frame)] = store.terminal_frames
+    assert _events(frame)[0].event == "timeout" and stats.outcome == Outcome.TIMEOUT
+
+
+async def test_a_frame_the_store_drops_ends_the_stream_as_store_unavailable() -> None:
+    upstream, store = _Pushing(), _Store()
+    task = await _started(upstream, store)
+    upstream.read(_content("a"))
+    store.nowait[0][1].cancel()  # the store closed under it
+    stats = await task
+    [(_, frame)] = store.terminal_frames
+    assert orjson.loads(_events(frame)[0].data)["code"] == "store_unavailable"
+    assert stats.outcome == Outcome.ERROR
+
+
+async def test_after_a_refusal_the_frames_held_back_are_not_stored() -> None:
+    upstream, store = _Pushing(), _Store()
+    task = await _started(upstream, store)
+    upstream.read(_content("a"))
+    upstream.read(_content("b"), b"[DONE]")  # "b" is held back for the end
+    store.nowait[0][1].set_exception(StoreUnavailable("the streams store (Redis) is unreachable"))
+    await task
+    assert store.awaited == []  # "b" would have landed past the hole at 1
+    [(_, frame)] = store.terminal_frames
+    assert orjson.loads(_events(frame)[0].data)["code"] == "store_unavailable"
+
+
+async def test_a_bug_while_storing_the_last_frames_ends_with_internal_error() -> None:
+    class Broken(_Store):
+        async def event(self, seq: int, frame: bytes) -> None:
+            raise RuntimeError("a bug")
+
+    upstream, store = _Pushing(), Broken()
+    task = await _started(upstream, store)
+    upstream.read(_content("a"), b"[DONE]")
+    stats = await task
+    [(_, frame)] = store.terminal_frames
+    assert orjson.loads(_events(frame)[0].data)["code"] == "internal_error"
+    assert stats.outcome == Outcome.ERROR

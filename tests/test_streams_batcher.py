@@ -164,3 +164,21 @@ async def test_an_add_can_set_its_streams_expiry_in_the_same_pipeline(
     assert await client.pttl("j") == -1  # no expiry asked for
     with pytest.raises(ResponseError):  # a refused XADD is that add's error, expiry or not
         await batcher.xadd("k", b"c", "0-1", expire_ms=60_000)
+
+
+async def test_a_refused_add_takes_its_streams_queued_adds_with_it(
+    client: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    batcher = Gated(client)
+    await client.xadd("a", {"f": b"x", "t": 0}, id="0-5")
+    stale = asyncio.create_task(batcher.xadd("a", b"stale", "0-3"))  # Redis will refuse it
+    await batcher.entered.wait()
+    later = asyncio.create_task(batcher.xadd("a", b"later", "0-6"))
+    other = asyncio.create_task(batcher.xadd("b", b"other", "0-1"))
+    await asyncio.sleep(0)  # both queued behind the refused one
+    batcher.gate.set()
+    results = await asyncio.gather(stale, later, other, return_exceptions=True)
+    assert isinstance(results[0], ResponseError) and isinstance(results[1], ResponseError)
+    assert results[2] is None
+    # No entry of "a" past the refused one: a reader would have skipped 0-3 unknowing.
+    assert [e[0] for e in await client.xrange("a")] == [b"0-5"]

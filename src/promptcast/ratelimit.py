@@ -146,8 +146,10 @@ class RedisLimiter:
     """Limits shared by every replica on one Redis; any failure to reach it is a 503."""
 
     def __init__(self, url: str, *, lease_ttl: float, window: float = WINDOW) -> None:
-        # Every command is one short round trip: a burst waits briefly for a connection.
-        self._redis = redis_calls.client(url, connections=32, wait=2.0, socket_timeout=2)
+        # Every command is one short round trip, but a connection is held until
+        # its request's task runs again: on a saturated core a burst waits a
+        # while for one (the streams store waits as long).
+        self._redis = redis_calls.client(url, connections=64, wait=5.0, socket_timeout=2)
         self._window_ms = int(window * 1000)
         self._lease_ms = max(int(lease_ttl * 1000), 1000)
         self._acquire = self._redis.register_script(_ACQUIRE)

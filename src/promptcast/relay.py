@@ -42,7 +42,7 @@ import orjson
 from . import sse
 from .direct import DirectChannel
 from .drain import Drain
-from .errors import PromptcastError, StreamTimeout, UpstreamError, error_payload
+from .errors import PromptcastError, StoreUnavailable, StreamTimeout, UpstreamError, error_payload
 from .source import EventStream, PushEvents
 
 log = logging.getLogger("promptcast.relay")
@@ -131,7 +131,7 @@ class Relay:
     __slots__ = (
         "_channel", "_client_gone", "_done", "_events", "_finished", "_id_prefix",
         "_last_event", "_last_write", "_limits", "_loop", "_openai_errors", "_paused",
-        "_pending", "_pusher", "_reason", "_seq", "_settled", "_start", "_store",
+        "_pending", "_pusher", "_reason", "_refused", "_seq", "_settled", "_start", "_store",
         "_store_paused", "_stream_id", "_terminal", "_timer", "_unstored", "last_frame", "stats",
     )
 
@@ -166,6 +166,7 @@ class Relay:
         self._store: AppendSink | None = None
         self._unstored: set[asyncio.Future[None]] = set()
         self._store_paused = False
+        self._refused = False  # the store failed a frame: the stream has a gap from there
 
     def _frame(self, event: sse.Event) -> bytes:
         self._seq += 1
@@ -424,11 +425,16 @@ class Relay:
         # Numbered up to the upstream's terminal frame, if it sent one.
         seq = self._seq - len(pending) - (self._terminal is not None)
         try:
-            for frame in pending:
+            for frame in pending if not self._refused else ():
+                # After a refusal nothing more is stored: no frames past a gap.
                 seq += 1
                 await sink.event(seq, frame)
         except PromptcastError as exc:
-            self._reason = self._reason or exc
+            self._store_failed(exc)
+        except Exception as exc:
+            log.exception("stream %s failed", self._stream_id, exc_info=exc)
+            self._store_failed(UpstreamError(f"internal error: {type(exc).__name__}",
+                                             code="internal_error"))
         terminal = self._conclude(self._terminal)
         if terminal is not None:
             try:
@@ -450,11 +456,14 @@ class Relay:
                 if stored is not None:
                     self._unstored.add(stored)
                     stored.add_done_callback(self._stored)
-        except PromptcastError as exc:  # past a cap
-            self._reason = exc
-            self._settle()
+        except PromptcastError as exc:  # past a cap, or the store failed this stream
+            self._store_failed(exc)
             return
-        self._last_write = self._loop.time()
+        except Exception as exc:
+            self._failed(exc)
+            return
+        # Plain events are timed once per read, here (see data()).
+        self._last_event = self._last_write = self._loop.time()
         if len(self._unstored) >= _MAX_UNSTORED and not self._store_paused and not self._settled:
             # The store is slower than the upstream: stop reading it for a while.
             self._store_paused = True
@@ -464,20 +473,25 @@ class Relay:
     def _stored(self, stored: asyncio.Future[None]) -> None:
         self._unstored.discard(stored)
         if stored.cancelled():
+            self._store_failed(StoreUnavailable("the streams store closed"))
             return
         exc = stored.exception()
         if exc is not None:
-            # Even after the end: the terminal frame waits for this, and must
-            # then say the stream is incomplete rather than done.
-            if self._reason is None:
-                self._reason = exc if isinstance(exc, PromptcastError) else UpstreamError(
-                    f"internal error: {type(exc).__name__}", code="internal_error")
-            self._settle()
+            self._store_failed(exc if isinstance(exc, PromptcastError) else UpstreamError(
+                f"internal error: {type(exc).__name__}", code="internal_error"))
             return
         if self._store_paused and len(self._unstored) <= _MAX_UNSTORED // 2 and not self._settled:
             self._store_paused = False
             assert self._pusher is not None
             self._pusher.resume()
+
+    def _store_failed(self, exc: PromptcastError) -> None:
+        # Even after the end: the terminal frame waits for the frames on their
+        # way, and must then say the stream is incomplete rather than done.
+        if self._reason is None or not self._refused:
+            self._reason = exc
+        self._refused = True
+        self._settle()
 
     async def _watch_stored(self, stopped: Stopped) -> None:
         reason = await stopped()
@@ -623,7 +637,7 @@ class Relay:
     def _schedule_timer(self, now: float) -> None:
         deadline = self._read_deadline()[0]
         interval = self._limits.heartbeat_interval
-        if interval is not None:
+        if interval is not None and self._channel is not None:
             deadline = min(deadline, max(self._last_write + interval, now))
         if self._timer is not None:
             self._timer.cancel()
@@ -641,9 +655,9 @@ class Relay:
             self._settle()
             return
         interval = self._limits.heartbeat_interval
-        if interval is not None and now >= self._last_write + interval:
-            channel = self._channel
-            assert channel is not None
+        channel = self._channel
+        # Heartbeats belong to a connection; a producer into a store has none.
+        if interval is not None and channel is not None and now >= self._last_write + interval:
             # A paused client has unread bytes queued already; a heartbeat adds nothing.
             if not self._paused and not channel.write(HEARTBEAT):
                 self._client_gone = True

@@ -75,21 +75,27 @@ class XaddBatcher:
     async def _send_batch(self, batch: list[_Entry]) -> None:
         """One pipeline; each appender gets its own entry's outcome, or the pipeline's failure."""
         try:
-            results = await self._pipeline(batch)
+            results: list[Any] = await self._pipeline(batch)
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} replies to {len(batch)} XADDs")
         except Exception as exc:
-            for *_, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        for result, (*_, done) in zip(results, batch, strict=True):
+            results = [exc] * len(batch)
+        failed: dict[str, Exception] = {}
+        for result, (stream, *_, done) in zip(results, batch, strict=True):
+            if isinstance(result, Exception):
+                failed.setdefault(stream, result)
             if done.done():
                 continue  # its appender was cancelled meanwhile
             if isinstance(result, Exception):
                 done.set_exception(result)
             else:
                 done.set_result(None)
+        if failed:
+            # The same streams' later frames, already queued, must not follow
+            # on a fresh connection: a stream with a hole in it would be read.
+            for stream, *_, done in self._queue:
+                if stream in failed and not done.done():
+                    done.set_exception(failed[stream])
 
     async def _pipeline(self, batch: list[_Entry]) -> list[Any]:
         """One outcome per entry: its XADD's reply, or the error of its XADD or PEXPIRE."""

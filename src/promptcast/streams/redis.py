@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from redis.typing import KeyT, StreamIdT
 
 from .. import redis_calls
-from ..errors import StreamTooLarge
+from ..errors import StoreUnavailable, StreamTooLarge
 from . import Batch, Control, resp
 from .batcher import XaddBatcher
 from .resp import RespPipe
@@ -76,6 +76,8 @@ class RedisStore:
         self._bytes: dict[str, int] = {}
         # The streams this replica produces, for its own readers.
         self._tails: dict[str, Tail] = {}
+        # Streams of which Redis did not take a frame sent without waiting.
+        self._refused: set[str] = set()
 
     @staticmethod
     def _k(kind: str, name: str) -> str:
@@ -118,14 +120,19 @@ class RedisStore:
             await self._redis.delete(*keys)
 
         self._bytes.pop(stream_id, None)
+        self._refused.discard(stream_id)
         self._drop_tail(stream_id)
         await self._call(op)
 
     async def append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
         try:
             if terminal:
-                await self._call(lambda: self._finish(stream_id, seq, frame))
-                self._bytes.pop(stream_id, None)
+                try:
+                    await self._call(lambda: self._finish(stream_id, seq, frame))
+                finally:
+                    # Its last word, stored or not: nothing more comes for it.
+                    self._bytes.pop(stream_id, None)
+                    self._refused.discard(stream_id)
             else:
                 self._count(stream_id, seq, frame)
                 await self._call(lambda: self._xadd(stream_id, seq, frame))
@@ -140,6 +147,10 @@ class RedisStore:
                 asyncio.get_running_loop().call_later(_TAIL_LINGER, self._forget, stream_id, tail)
 
     def append_nowait(self, stream_id: str, seq: int, frame: bytes) -> asyncio.Future[None]:
+        if stream_id in self._refused:
+            # No frame may land past one that did not: readers would skip it.
+            raise StoreUnavailable("the streams store (Redis) lost an earlier frame of this "
+                                   "stream")
         try:
             self._count(stream_id, seq, frame)
         except BaseException:
@@ -156,6 +167,7 @@ class RedisStore:
         # Runs in the order the frames were sent, so the tail stays in order.
         exc = None if sent.cancelled() else sent.exception()
         if sent.cancelled() or exc is not None:
+            self._refused.add(stream_id)
             self._drop_tail(stream_id)
             if done.done():
                 return

@@ -38,13 +38,24 @@ def supports(url: str) -> bool:
     return url.startswith(("redis://", "unix://"))
 
 
+class _Pipeline:
+    """One pipeline's replies as they arrive; `done` completes with all of them."""
+
+    __slots__ = ("done", "expected", "replies")
+
+    def __init__(self, done: asyncio.Future[list[Reply]], expected: int) -> None:
+        self.done = done
+        self.expected = expected
+        self.replies: list[Reply] = []
+
+
 class _Protocol(asyncio.Protocol):
-    """Hands each reply to the oldest waiting future, in order; fails them all if the line drops."""
+    """Hands replies to the oldest pipeline still waiting, in order; fails them all if it drops."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader(replyError=ResponseError)
-        self.waiting: collections.deque[asyncio.Future[Reply]] = collections.deque()
+        self.waiting: collections.deque[_Pipeline] = collections.deque()
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,23 +73,28 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            if waiting:
-                future = waiting.popleft()
-                if not future.done():
-                    future.set_result(reply)
+            if not waiting:
+                self.fail(RedisConnectionError("Redis sent a reply nobody asked for"))
+                return
+            pipeline = waiting[0]
+            pipeline.replies.append(reply)
+            if len(pipeline.replies) == pipeline.expected:
+                waiting.popleft()
+                if not pipeline.done.done():
+                    pipeline.done.set_result(pipeline.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError("the connection to Redis was lost"))
 
     def fail(self, exc: Exception) -> None:
-        """Close, and give every command still waiting `exc`."""
+        """Close, and give every pipeline still waiting `exc` (each has one awaiting sender)."""
         self.closed = True
         if self.transport is not None:
             self.transport.close()
         waiting, self.waiting = self.waiting, collections.deque()
-        for future in waiting:
-            if not future.done():
-                future.set_exception(exc)
+        for pipeline in waiting:
+            if not pipeline.done.done():
+                pipeline.done.set_exception(exc)
 
 
 class RespPipe:
@@ -103,22 +119,24 @@ class RespPipe:
         Raises redis-py's `ConnectionError` or `TimeoutError` if the connection
         fails, and then closes it: the next call opens a new one.
         """
+        if not commands:
+            return []
         return await self._exchange(await self._connected(), commands)
 
     async def _exchange(self, protocol: _Protocol, commands: list[bytes]) -> list[Reply]:
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Reply]] = [loop.create_future() for _ in commands]
-        protocol.waiting.extend(futures)
+        pipeline = _Pipeline(loop.create_future(), len(commands))
+        protocol.waiting.append(pipeline)
         assert protocol.transport is not None
         protocol.transport.write(b"".join(commands))
         # A timer, not asyncio.timeout: this runs once per pipeline, on the hot path.
         timer = loop.call_later(self._reply_timeout, protocol.fail,
                                 RedisTimeoutError("Redis did not answer in time"))
         try:
-            return [await future for future in futures]
+            return await pipeline.done
         except asyncio.CancelledError:
-            # Its replies would still land in its own (cancelled) futures, but
-            # the next pipeline would wait behind them: start afresh.
+            # Its replies would still be counted against it, but the next
+            # pipeline would wait behind them: start afresh.
             protocol.fail(RedisConnectionError("a pipeline was cancelled"))
             raise
         finally:
@@ -148,9 +166,10 @@ class RespPipe:
         except (OSError, TimeoutError) as exc:
             raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
         hello: list[bytes] = []
-        if self._password is not None:
+        if self._username or self._password:
+            # As redis-py: AUTH [user] password, an empty password if none.
             who = [self._username] if self._username else []
-            hello.append(encode("AUTH", *who, self._password))
+            hello.append(encode("AUTH", *who, self._password or ""))
         if self._db:
             hello.append(encode("SELECT", self._db))
         for reply in await self._exchange(protocol, hello) if hello else []:
