@@ -81,7 +81,7 @@ class XaddBatcher:
         except Exception as exc:
             results = [exc] * len(batch)
         failed: dict[str, Exception] = {}
-        for result, (stream, *_, done) in zip(results, batch, strict=True):
+        for result, (stream, _, _, _, done) in zip(results, batch, strict=True):
             if isinstance(result, Exception):
                 failed.setdefault(stream, result)
             if done.done():
@@ -93,7 +93,7 @@ class XaddBatcher:
         if failed:
             # The same streams' later frames, already queued, must not follow
             # on a fresh connection: a stream with a hole in it would be read.
-            for stream, *_, done in self._queue:
+            for stream, _, _, _, done in self._queue:
                 if stream in failed and not done.done():
                     done.set_exception(failed[stream])
 
