@@ -24,6 +24,11 @@ The sink is the client's connection, or a streams store for resumable streams.
                     leaving and the drain arrive as callbacks; the task only
                     waits for the end, closes the upstream, and hands back the
                     terminal frame to go out with the end of the body.
+
+    run_stored() ── the same, for a resumable stream's producer: each read's
+                    frames go to the streams store from that read's callback,
+                    without waiting; the upstream pauses while too many are
+                    unacknowledged, and the terminal frame is stored last.
 """
 
 from __future__ import annotations
