@@ -7,11 +7,17 @@ are driven through hypothesis here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+
+from promptcast.errors import InvalidField
+from promptcast.openapi import NOT_BLANK
+from promptcast.schemas import parse_optimize
 
 from .conftest import RunningServer
 from .upstream_double import Script, UpstreamDouble
@@ -57,3 +63,17 @@ def test_document_is_served_with_this_servers_limits(
     assert "/optimize-stream" in document["paths"]
     prompt = document["components"]["schemas"]["OptimizeStream"]["properties"]["prompt"]
     assert prompt["maxLength"] == 1234
+
+
+def test_a_blank_prompt_is_the_same_to_the_document_and_to_the_server() -> None:
+    # The document's pattern is read as ECMAScript by clients and generators;
+    # where it and Python agree (explicit escapes, no \s), one check covers both.
+    pattern = re.compile(NOT_BLANK)
+    for code in range(0x110000):
+        if 0xD800 <= code < 0xE000:
+            continue  # surrogates: not text in JSON either
+        char = chr(code)
+        assert bool(pattern.search(char)) == bool(char.strip()), hex(code)
+    with pytest.raises(InvalidField):
+        parse_optimize({"prompt": "\u0085\u3000 \t"}, default_model="m", max_prompt_chars=100,
+                       max_opening_chars=100)

@@ -96,13 +96,20 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+# Some character that is not whitespace as the server counts it (Python's
+# str.isspace, which strip() removes). JSON Schema patterns are ECMAScript
+# regexes, whose \S would let U+0085 and U+001C-U+001F pass for text.
+NOT_BLANK = ("[^\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a"
+             "\\u2028\\u2029\\u202f\\u205f\\u3000]")
+
+
 def _optimize_schema(max_prompt: int, max_opening: int, *, gateway: bool) -> dict[str, Any]:
     resizing = ["expand", "shorten", "扩写", "缩写"]
     return {
         "type": "object", "required": ["prompt"],
         "properties": {
             "prompt": {"type": "string", "minLength": 1, "maxLength": max_prompt,
-                       "pattern": "\\S", "description": "The prompt to rewrite"},
+                       "pattern": NOT_BLANK, "description": "The prompt to rewrite"},
             "type": {"type": "string", "enum": ["optimize", "优化", *resizing]},
             "model": {"type": "string", "description": "Default: the server's default model"},
             "opening": {"type": ["string", "null"], "maxLength": max_opening,
