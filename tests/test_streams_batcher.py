@@ -182,3 +182,19 @@ async def test_a_refused_add_takes_its_streams_queued_adds_with_it(
     assert results[2] is None
     # No entry of "a" past the refused one: a reader would have skipped 0-3 unknowing.
     assert [e[0] for e in await client.xrange("a")] == [b"0-5"]
+
+
+async def test_after_a_refused_add_its_stream_takes_no_more(
+    client: aioredis.Redis, via: RespPipe | None
+) -> None:
+    batcher = XaddBatcher(client, via)
+    await client.xadd("a", {"f": b"x", "t": 0}, id="0-5")
+    with pytest.raises(ResponseError):
+        await batcher.xadd("a", b"stale", "0-3")
+    # Sent before its producer heard of the refusal, it would land past the hole.
+    with pytest.raises(ResponseError):
+        await batcher.xadd("a", b"later", "0-6")
+    await batcher.xadd("b", b"other", "0-1")  # other streams go on
+    assert [e[0] for e in await client.xrange("a")] == [b"0-5"]
+    batcher.forget("a")  # the stream ended: a stream of that name may start again
+    await batcher.xadd("a", b"again", "0-7")

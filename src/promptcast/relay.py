@@ -655,8 +655,10 @@ class Relay:
         now = self._loop.time()
         deadline, what = self._read_deadline()
         if now >= deadline:
-            self._reason = StreamTimeout("the client stopped reading the stream" if self._paused
-                                         else what())
+            self._reason = StreamTimeout(
+                "the client stopped reading the stream" if self._paused
+                else "the streams store stopped taking the stream" if self._store_paused
+                else what())
             self._settle()
             return
         interval = self._limits.heartbeat_interval

@@ -25,12 +25,15 @@ _Entry = tuple[str, bytes, str, int, "asyncio.Future[None]"]
 class XaddBatcher:
     """`XADD`s from many coroutines, sent as few pipelines as the round trips allow."""
 
-    __slots__ = ("_pipe", "_queue", "_redis", "_task")
+    __slots__ = ("_broken", "_pipe", "_queue", "_redis", "_task")
 
     def __init__(self, redis: aioredis.Redis, pipe: RespPipe | None = None) -> None:
         """Send through `pipe` when given (much cheaper), else through redis-py's client."""
         self._redis = redis
         self._pipe = pipe
+        # Streams with a frame Redis did not take, and why: their later frames
+        # are refused at once, before anyone downstream has heard of it.
+        self._broken: dict[str, Exception] = {}
         self._queue: list[_Entry] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -46,6 +49,10 @@ class XaddBatcher:
         """`xadd` without waiting: the future completes, in the order of the calls, when it did."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
+        broken = self._broken.get(stream)
+        if broken is not None:
+            done.set_exception(broken)
+            return done
         self._queue.append((stream, frame, entry_id, expire_ms, done))
         if self._task is None:
             self._task = loop.create_task(self._send())
@@ -91,8 +98,12 @@ class XaddBatcher:
             else:
                 done.set_result(None)
         if failed:
-            # The same streams' later frames, already queued, must not follow
-            # on a fresh connection: a stream with a hole in it would be read.
+            # The same streams' later frames, queued already or to come, must
+            # not follow on a fresh connection: a stream with a hole in it
+            # would be read. (A pipeline in which Redis refused one entry and
+            # took a later one of the same stream has made that hole already;
+            # the stream then ends with an error frame.)
+            self._broken.update(failed)
             for stream, _, _, _, done in self._queue:
                 if stream in failed and not done.done():
                     done.set_exception(failed[stream])
@@ -119,6 +130,10 @@ class XaddBatcher:
                 if expire_ms:
                     pipe.pexpire(stream, expire_ms)
             return _per_entry(batch, await pipe.execute(raise_on_error=False))
+
+    def forget(self, stream: str) -> None:
+        """The stream has ended: drop what the batcher remembers of it."""
+        self._broken.pop(stream, None)
 
     async def aclose(self) -> None:
         """Stop sending; appends still waiting are cancelled."""

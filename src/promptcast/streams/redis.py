@@ -121,6 +121,7 @@ class RedisStore:
 
         self._bytes.pop(stream_id, None)
         self._refused.discard(stream_id)
+        self._xadds.forget(self._k("s", stream_id))
         self._drop_tail(stream_id)
         await self._call(op)
 
@@ -133,6 +134,7 @@ class RedisStore:
                     # Its last word, stored or not: nothing more comes for it.
                     self._bytes.pop(stream_id, None)
                     self._refused.discard(stream_id)
+                    self._xadds.forget(self._k("s", stream_id))
             else:
                 self._count(stream_id, seq, frame)
                 await self._call(lambda: self._xadd(stream_id, seq, frame))

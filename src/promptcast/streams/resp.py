@@ -90,7 +90,7 @@ class _Protocol(asyncio.Protocol):
         """Close, and give every pipeline still waiting `exc` (each has one awaiting sender)."""
         self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()  # nothing still buffered may be sent: it was reported failed
         waiting, self.waiting = self.waiting, collections.deque()
         for pipeline in waiting:
             if not pipeline.done.done():
