@@ -22,7 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import free_port, pinned, process_tree, schedstat_ns, spawn, stop, wait_http
+from bench.run import (
+    free_port,
+    pinned,
+    process_tree,
+    schedstat_ns,
+    spawn,
+    stop,
+    wait_http,
+    wait_ready_file,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -33,17 +42,6 @@ SCENARIOS = {
     "c500": (1000, 500, 50, 20.0),
 }
 MODES = ("plain", "memory", "redis")
-
-
-def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and (text := path.read_text().strip()):
-            return text
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with status {proc.returncode}")
-        time.sleep(0.05)
-    raise RuntimeError(f"{path} did not appear within {timeout:g} s")
 
 
 def _loadgen(port: int, resumable: bool, *args: str) -> dict[str, Any]:
@@ -112,7 +110,7 @@ def main() -> None:
                                       "3600", "--ready-file", str(workdir / "upstream.port")]),
                          workdir / "upstream.log", cwd=ROOT)
         try:
-            upstream_port = int(_wait_file(workdir / "upstream.port", upstream))
+            upstream_port = int(wait_ready_file(workdir / "upstream.port", upstream, 30))
             for scenario in scenarios:
                 for _ in range(args.repeat):
                     for mode in MODES:

@@ -186,6 +186,16 @@ def group_members(pgid: int) -> list[int]:
     return [pid for pid, fields in _processes() if int(fields[2]) == pgid and fields[0] != b"Z"]
 
 
+def wait_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The text a starting process writes to `path` once it is ready (its port)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not (text := path.read_text().strip()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} did not start: no {path.name} within {timeout:g} s")
+        time.sleep(0.05)
+    return text
+
+
 def wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     """Until GET path answers (any status): the server is up."""
     deadline = time.monotonic() + timeout
@@ -348,13 +358,7 @@ class Bench:
                                  "--ready-file", str(ready)]),
             self.tmp / "upstream.log", cwd=ROOT,
         )
-        deadline = time.monotonic() + 20
-        while not ready.exists() or not ready.read_text():
-            if time.monotonic() > deadline or self.upstream.poll() is not None:
-                raise RuntimeError("the upstream double did not start; see upstream.log")
-            time.sleep(0.05)
-        time.sleep(0.05)
-        self.up_port = int(ready.read_text())
+        self.up_port = int(wait_ready_file(ready, self.upstream, 20))
 
     # ---- targets
     def targets(self) -> list[Target]:

@@ -389,7 +389,11 @@ async def serve(host: str, port: int, max_connections: int, lifetime: float,
     listener = await loop.create_server(lambda: Conn(server), host, port, backlog=8192,
                                         reuse_address=True)
     if ready_file:
-        Path(ready_file).write_text(str(listener.sockets[0].getsockname()[1]))  # noqa: ASYNC240
+        # Written whole, then renamed: a reader never sees half a port.
+        ready = Path(ready_file)
+        partial = ready.with_name(ready.name + ".part")
+        partial.write_text(str(listener.sockets[0].getsockname()[1]))
+        partial.replace(ready)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

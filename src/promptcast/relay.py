@@ -452,10 +452,9 @@ class Relay:
         store = self._store
         assert store is not None
         seq = self._seq - len(pending)
-        frames = pending[:]
-        pending.clear()
+        self._pending = []  # the store keeps these frames; no copy
         try:
-            for frame in frames:
+            for frame in pending:
                 seq += 1
                 stored = store.append_nowait(seq, frame)
                 if stored is not None:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from redis.typing import KeyT, StreamIdT
 
 from .. import redis_calls
-from ..errors import StoreUnavailable, StreamTooLarge
+from ..errors import StreamTooLarge
 from . import Batch, Control, resp
 from .batcher import XaddBatcher
 from .resp import RespPipe
@@ -76,8 +76,6 @@ class RedisStore:
         self._bytes: dict[str, int] = {}
         # The streams this replica produces, for its own readers.
         self._tails: dict[str, Tail] = {}
-        # Streams of which Redis did not take a frame sent without waiting.
-        self._refused: set[str] = set()
 
     @staticmethod
     def _k(kind: str, name: str) -> str:
@@ -120,7 +118,6 @@ class RedisStore:
             await self._redis.delete(*keys)
 
         self._bytes.pop(stream_id, None)
-        self._refused.discard(stream_id)
         self._xadds.forget(self._k("s", stream_id))
         self._drop_tail(stream_id)
         await self._call(op)
@@ -133,7 +130,6 @@ class RedisStore:
                 finally:
                     # Its last word, stored or not: nothing more comes for it.
                     self._bytes.pop(stream_id, None)
-                    self._refused.discard(stream_id)
                     self._xadds.forget(self._k("s", stream_id))
             else:
                 self._count(stream_id, seq, frame)
@@ -149,10 +145,6 @@ class RedisStore:
                 asyncio.get_running_loop().call_later(_TAIL_LINGER, self._forget, stream_id, tail)
 
     def append_nowait(self, stream_id: str, seq: int, frame: bytes) -> asyncio.Future[None]:
-        if stream_id in self._refused:
-            # No frame may land past one that did not: readers would skip it.
-            raise StoreUnavailable("the streams store (Redis) lost an earlier frame of this "
-                                   "stream")
         try:
             self._count(stream_id, seq, frame)
         except BaseException:
@@ -169,7 +161,6 @@ class RedisStore:
         # Runs in the order the frames were sent, so the tail stays in order.
         exc = None if sent.cancelled() else sent.exception()
         if sent.cancelled() or exc is not None:
-            self._refused.add(stream_id)
             self._drop_tail(stream_id)
             if done.done():
                 return
