@@ -19,13 +19,14 @@ import httpx
 import pytest
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from promptcast.direct import DirectChannel
+from promptcast.direct import DirectChannel, Exchange
+from promptcast.logs import _RequestIdFilter
 from promptcast.relay import Relay
 
 from .conftest import RunningServer
 from .sse_client import events_of, post_stream
 from .test_split import SCRIPTS, normalised
-from .upstream_double import Script, UpstreamDouble, chunk_json, event
+from .upstream_double import Script, UpstreamDouble, chunk_json, event, wait_until
 
 MB = 1024 * 1024
 PROMPT = {"prompt": "你是一个客服助手，负责回答订单问题。", "type": "optimize", "model": "scripted"}
@@ -201,19 +202,18 @@ async def test_the_read_that_ends_the_stream_leaves_in_the_same_write_as_the_end
     # ASGI body messages (the last one carries the end of the body).
     direct_writes: list[bytes] = []
     bodies: list[tuple[bytes, bool]] = []
-    write, send = DirectChannel.write, RequestResponseCycle.send
+    write, end = DirectChannel.write, Exchange.end
 
     def recorded_write(self: DirectChannel, frame: bytes) -> bool:
         direct_writes.append(frame)
         return write(self, frame)
 
-    async def recorded_send(self: RequestResponseCycle, message: Any) -> None:
-        if message["type"] == "http.response.body":
-            bodies.append((message.get("body", b""), message.get("more_body", False)))
-        await send(self, message)
+    def recorded_end(self: Exchange, last: bytes = b"") -> None:
+        bodies.append((last, False))
+        end(self, last)
 
     monkeypatch.setattr(DirectChannel, "write", recorded_write)
-    monkeypatch.setattr(RequestResponseCycle, "send", recorded_send)
+    monkeypatch.setattr(Exchange, "end", recorded_end)
     gate = upstream.gate()
     upstream.enqueue(Script.raw(
         event(chunk_json("", role="assistant")), event(chunk_json("first ")), gate,
@@ -251,3 +251,265 @@ async def test_usage_stays_out_unless_asked_for_on_the_direct_path(
     assert got.status == 200 and got.terminal.data == "[DONE]"
     assert b'"usage"' not in got.raw  # the client did not ask (no stream_options)
     assert got.content == "hi"
+
+
+# -- stream starts served below ASGI (`Exchange`, `api.FastStreams`) ------------------
+
+
+class _Responses:
+    """Every response read off one connection, in order: (status, headers, body)."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[int, dict[str, str], bytes]] = []
+        self._headers: dict[str, str] = {}
+        self._body = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, part: bytes) -> None:
+        self._body.extend(part)
+
+    def on_message_complete(self) -> None:
+        self.done.append((self.parser.get_status_code(), self._headers, bytes(self._body)))
+        self._headers, self._body = {}, bytearray()
+
+
+def _post(path: str, body: bytes, *extra: bytes, version: bytes = b"1.1") -> bytes:
+    return (b"POST %s HTTP/%s\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (path.encode(), version, b"".join(h + b"\r\n" for h in extra), len(body), body))
+
+
+def _talk(server: RunningServer, *requests: bytes, responses: int,
+          pieces: int = 1) -> tuple[list[tuple[int, dict[str, str], bytes]], bool]:
+    """Send `requests` (each in `pieces` writes) on one connection; read `responses`.
+
+    Also says whether the server closed the connection after the last one.
+    """
+    host, port = server.url.removeprefix("http://").split(":")
+    got = _Responses()
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        for request in requests:
+            step = -(-len(request) // pieces)
+            for at in range(0, len(request), step):
+                sock.sendall(request[at:at + step])
+        while len(got.done) < responses:
+            data = sock.recv(1 << 16)
+            assert data, f"the server closed the connection after {len(got.done)} responses"
+            got.parser.feed_data(data)
+        sock.settimeout(0.5)  # a kept-alive connection stays open: nothing more comes
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+    return got.done, closed
+
+
+def _body(**fields: Any) -> bytes:
+    return json.dumps({**PROMPT, **fields}).encode()
+
+
+@pytest.fixture
+def asgi_cycles(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every request the ASGI app was given, as uvicorn's request cycles."""
+    made: list[Any] = []
+    init = RequestResponseCycle.__init__
+
+    def recorded(self: RequestResponseCycle, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(RequestResponseCycle, "__init__", recorded)
+    return made
+
+
+def _content(body: bytes) -> str:
+    return "".join(e.get("content") or "" for e in _deltas(body))
+
+
+def _deltas(body: bytes) -> list[dict[str, Any]]:
+    return [choice.get("delta") or {} for line in body.split(b"\n")
+            if line.startswith(b"data: {")
+            for choice in json.loads(line[6:]).get("choices") or []]
+
+
+def test_a_plain_stream_start_skips_the_asgi_app_and_writes_what_it_would(
+        server: RunningServer, upstream: UpstreamDouble, asgi_cycles: list[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    upstream.enqueue(Script.chat(["你好", "，世界"]))
+    [(status, headers, body)], _ = _talk(server, _post("/optimize-stream", _body()), responses=1)
+    assert not asgi_cycles
+    # The same request through the app, for comparison.
+    monkeypatch.setattr("promptcast.api.FastStreams.claims", lambda self, path: False)
+    upstream.enqueue(Script.chat(["你好", "，世界"]))
+    [(asgi_status, asgi_headers, asgi_body)], _ = _talk(
+        server, _post("/optimize-stream", _body()), responses=1)
+    assert len(asgi_cycles) == 1
+    assert status == asgi_status == 200
+    ids = ("x-stream-id", "x-request-id", "date")
+    assert {k: v for k, v in headers.items() if k not in ids} == {
+        k: v for k, v in asgi_headers.items() if k not in ids}
+    assert headers["transfer-encoding"] == "chunked"
+    assert body.replace(headers["x-stream-id"].encode(), b"SID") == asgi_body.replace(
+        asgi_headers["x-stream-id"].encode(), b"SID")
+    assert _content(body) == "你好，世界"
+
+
+def test_the_request_id_and_the_stream_line_are_the_apps(
+        server: RunningServer, upstream: UpstreamDouble,
+        caplog: pytest.LogCaptureFixture) -> None:
+    upstream.enqueue(Script.chat(["hi"]))
+    # What puts the request id on every line of the server's log.
+    caplog.handler.addFilter(_RequestIdFilter())
+    with caplog.at_level("INFO"):
+        [(status, headers, _)], _ = _talk(
+            server, _post("/optimize-stream", _body(), b"X-Request-ID: trace-42"), responses=1)
+        assert wait_until(lambda: any("trace-42" in r.getMessage() for r in caplog.records))
+    assert status == 200 and headers["x-request-id"] == "trace-42"
+    [line] = [r for r in caplog.records if r.name == "promptcast.stream"]
+    record = json.loads(line.getMessage())
+    assert record["request_id"] == "trace-42" and record["path"] == "/optimize-stream"
+    assert record["outcome"] == "done" and getattr(line, "request_id", None) == "trace-42"
+    assert not [r for r in caplog.records if r.name == "promptcast.access"]
+
+
+@pytest.mark.parametrize(("request_", "status", "code"), [
+    (_post("/optimize-stream", b"{not json"), 400, "invalid_json"),
+    (_post("/optimize-stream", _body(prompt="   ")), 422, "invalid_request"),
+    (_post("/optimize-stream", _body(stream=False)), 422, "invalid_request"),
+    (_post("/optimize-stream", _body(), b"Idempotency-Key: " + b"k" * 300), 422,
+     "invalid_request"),
+    (_post("/optimize-stream", _body()).replace(b"application/json", b"text/plain"), 415,
+     "unsupported_media_type"),
+], ids=["bad json", "blank prompt", "not a stream", "bad idempotency key", "not json"])
+def test_what_is_not_a_plain_stream_start_is_answered_by_the_app(
+        server: RunningServer, asgi_cycles: list[Any], request_: bytes, status: int,
+        code: str) -> None:
+    # Sent in pieces, so the body is kept over several reads first.
+    [(got, headers, body)], closed = _talk(server, request_, responses=1, pieces=3)
+    assert (got, json.loads(body)["error"]["code"]) == (status, code)
+    assert len(asgi_cycles) == 1 and headers["x-request-id"] and not closed
+
+
+def test_a_body_over_the_limit_goes_to_the_app_whole_and_is_refused(
+        serve: Callable[..., RunningServer], asgi_cycles: list[Any]) -> None:
+    server = serve(max_body_bytes=2000)
+    request = _post("/optimize-stream", _body(prompt="x" * 5000))
+    [(status, _, body)], _ = _talk(server, request, responses=1, pieces=6)
+    assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
+    assert len(asgi_cycles) == 1
+
+
+def test_a_resumable_start_and_the_one_json_answer_go_through_the_app(
+        server: RunningServer, upstream: UpstreamDouble, asgi_cycles: list[Any]) -> None:
+    upstream.enqueue(Script.chat(["a", "b"]), Script.chat(["c", "d"]))
+    [(status, headers, body)], _ = _talk(
+        server, _post("/optimize-stream", _body(resumable=True)), responses=1)
+    assert status == 200 and _content(body) == "ab" and len(asgi_cycles) == 1
+    [(status, headers, body)], _ = _talk(
+        server, _post("/prompt/optimize-prompt", _body(stream=False)), responses=1)
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(body)["choices"][0]["message"]["content"] == "cd"
+    assert len(asgi_cycles) == 2
+
+
+def test_an_error_before_the_stream_is_our_json_error(
+        server: RunningServer, upstream: UpstreamDouble, asgi_cycles: list[Any]) -> None:
+    upstream.enqueue(Script.error(429, "slow down", retry_after="7"))
+    [(status, headers, body)], closed = _talk(
+        server, _post("/optimize-stream", _body()), responses=1)
+    assert status == 429 and headers["retry-after"] == "7"
+    assert headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) == len(body)
+    assert json.loads(body)["error"]["code"] == "upstream_rate_limited"
+    assert not asgi_cycles and not closed
+
+
+def test_pipelined_requests_are_answered_in_order_on_a_kept_alive_connection(
+        server: RunningServer, upstream: UpstreamDouble, asgi_cycles: list[Any]) -> None:
+    upstream.enqueue(Script.chat(["one"], gap=0.05), Script.chat(["two"]))
+    requests = (_post("/optimize-stream", _body()), _post("/optimize-stream", b"{"),
+                _post("/v1/chat/completions", json.dumps({
+                    "model": "scripted", "stream": True,
+                    "messages": [{"role": "user", "content": "x"}]}).encode()))
+    # All three in one write: the second and third arrive while the first
+    # streams, and wait in uvicorn's queue; the app takes them from there.
+    responses, closed = _talk(server, b"".join(requests), responses=3)
+    assert [status for status, _, _ in responses] == [200, 400, 200]
+    assert _content(responses[0][2]) == "one" and _content(responses[2][2]) == "two"
+    assert responses[2][2].rstrip().endswith(b"data: [DONE]")
+    assert len(asgi_cycles) == 2 and not closed
+
+
+def test_http_1_0_and_connection_close_end_the_connection_with_the_stream(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    upstream.enqueue(Script.chat(["a"]), Script.chat(["b"]))
+    [(status, headers, body)], closed = _talk(
+        server, _post("/optimize-stream", _body(), b"Connection: close"), responses=1)
+    assert status == 200 and headers["connection"] == "close" and closed
+    assert _content(body) == "a"
+    [(status, headers, body)], closed = _talk(
+        server, _post("/optimize-stream", _body(), version=b"1.0"), responses=1)
+    assert status == 200 and closed and _content(body) == "b"
+
+
+def test_with_keys_a_known_key_streams_and_any_other_is_refused_by_the_app(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble,
+        asgi_cycles: list[Any]) -> None:
+    server = serve(api_keys="key-one,key-two")
+    upstream.enqueue(Script.chat(["ok"]))
+    [(status, _, body)], _ = _talk(
+        server, _post("/optimize-stream", _body(), b"Authorization: Bearer key-two"),
+        responses=1)
+    assert status == 200 and _content(body) == "ok" and not asgi_cycles
+    for header, expected in ((b"Authorization: Bearer key-three", 403), (b"X-No: key", 401)):
+        [(status, _, _)], _ = _talk(server, _post("/optimize-stream", _body(), header),
+                                    responses=1)
+        assert status == expected
+    assert len(asgi_cycles) == 2
+
+
+def test_with_rate_limits_on_every_start_goes_through_the_app(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble,
+        asgi_cycles: list[Any], caplog: pytest.LogCaptureFixture) -> None:
+    server = serve(rate_limit_per_minute=1)
+    upstream.enqueue(Script.chat(["ok"]))
+    with caplog.at_level("INFO"):
+        first, second = (_talk(server, _post("/optimize-stream", _body()), responses=1)[0][0]
+                         for _ in range(2))
+    assert (first[0], second[0]) == (200, 429) and len(asgi_cycles) == 2
+    # One record for the stream, even though the key middleware copies the scope.
+    assert [r.getMessage().count('"path":"/optimize-stream"') for r in caplog.records
+            if r.name == "promptcast.stream"] == [1]
+    assert not [r for r in caplog.records
+                if r.name == "promptcast.access" and " 200 " in r.getMessage()]
+
+
+def test_a_failure_in_the_route_before_the_response_is_a_500(
+        server: RunningServer, upstream: UpstreamDouble,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> str:
+        raise RuntimeError("no ids today")
+
+    monkeypatch.setattr("promptcast.api._new_stream_id", broken)
+    upstream.enqueue(Script.chat(["x"]))
+    [(status, _, body)], closed = _talk(
+        server, _post("/optimize-stream", _body()), responses=1)
+    assert (status, body) == (500, b"Internal Server Error") and closed
+    assert upstream.wait_for(lambda: upstream.client_closed + upstream.completed == 1, 5)
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_upstream(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    gate = upstream.gate()
+    upstream.enqueue(Script.chat(["first", gate, "never"]))
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(_post("/optimize-stream", _body()))
+        seen = b""
+        while b"first" not in seen:
+            seen += sock.recv(1 << 16)
+    assert upstream.wait_for(lambda: upstream.client_closed == 1, 5)
+    gate.set()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -20,8 +21,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import ids
-from .auth import build_middleware
-from .direct import DirectChannel, channel_of
+from .auth import bearer, build_middleware, digests, matching_key
+from .direct import STREAM_ROUTES, DirectChannel, Exchange, channel_of
 from .drain import Drain
 from .errors import (
     ClientGone,
@@ -36,15 +37,18 @@ from .errors import (
 from .logs import (
     STREAM_LOGGED,
     RequestIdMiddleware,
+    access_log,
     log_stream,
     request_id_var,
+    valid_request_id,
 )
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document as openapi_document
 from .providers.llama import local_model_present
-from .relay import Relay, StreamStats, error_frame
+from .relay import HEARTBEAT, Relay, StreamStats, error_frame
 from .responses import (
     RAW_SEND,
+    SSE_RAW_HEADERS,
     ClientSink,
     Disconnected,
     EventStreamResponse,
@@ -56,7 +60,7 @@ from .resumable import RENEW_INTERVAL, Position, Producer, follow, parse_last_ev
 from .runtime import Runtime, open_runtime
 from .schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
 from .service import collect
-from .settings import Settings
+from .settings import Settings, read_api_keys
 from .source import ChunkEvents, EventStream
 from .streams import Batch
 
@@ -89,7 +93,7 @@ def _request_id(request: Request) -> str:
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The JSON object body, refused early when it is not JSON or too large."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+    if not _is_json(ctype):
         raise UnsupportedMediaType(
             f"send the body as JSON with Content-Type: application/json, not {ctype}"
         )
@@ -111,6 +115,11 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         if not message.get("more_body", False):
             return parse_json(b"".join((*parts, part)) if parts else part)
         parts.append(part)
+
+
+def _is_json(ctype: str) -> bool:
+    """Whether a body of (lower-case, parameterless) type `ctype` may be read as JSON."""
+    return not ctype or ctype == "application/json" or ctype.endswith("+json")
 
 
 def _new_stream_id() -> str:
@@ -516,6 +525,174 @@ class HotRoutes:
         await self.app(scope, receive, send)
 
 
+_Route = Callable[[Exchange, dict[str, Any], str], "Coroutine[Any, Any, None] | None"]
+
+
+class FastStreams:
+    """The stream starts `promptcast serve` answers below ASGI (`direct.StreamRoutes`).
+
+    A plain stream start, well formed, is served here exactly as the app
+    would serve it: same checks, same bytes, same log line and metrics,
+    without the request cycle and middleware frames a stream would hold for
+    its whole life (docs/benchmarks.md). Anything else goes on to the app,
+    which answers it as it always has: a body that does not parse, a missing
+    or unknown key, a resumable start, a request from a CORS origin. With
+    rate limits on, every request goes through the app, whose middleware
+    counts them.
+    """
+
+    def __init__(self, rt: Runtime, keys: tuple[str, ...]) -> None:
+        self._rt = rt
+        self.max_body = rt.settings.max_body_bytes
+        self._keys = digests(keys) if keys else None
+        self._cors = bool(rt.settings.cors_origins)
+        self._routes: dict[str, _Route] = {
+            "/optimize-stream": self._gateway,
+            "/prod-api/optimize-stream": self._gateway,
+            "/prompt/optimize-prompt": self._local,
+            "/v1/chat/completions": self._chat,
+        }
+
+    def claims(self, path: str) -> bool:
+        """Whether a POST to `path` may be a stream start."""
+        return path in self._routes
+
+    def start(self, exchange: Exchange) -> Coroutine[Any, Any, None] | None:
+        """The coroutine serving `exchange`, or None when the app must answer it."""
+        if self._cors and exchange.header(b"origin") is not None:
+            return None  # the CORS middleware adds its headers
+        if exchange.header(b"idempotency-key") is not None:
+            return None  # a resumable start
+        ctype = exchange.header(b"content-type") or b""
+        if not _is_json(ctype.decode("latin-1").split(";")[0].strip().lower()):
+            return None
+        if self._keys is not None:
+            presented = bearer(exchange.headers)
+            if presented is None or matching_key(self._keys, presented) is None:
+                return None
+        try:
+            data = parse_json(exchange.body)
+        except PromptcastError:
+            return None
+        given = (exchange.header(b"x-request-id") or b"").decode("latin-1")
+        request_id = given if valid_request_id(given) else ids.request_id()
+        try:
+            return self._routes[exchange.path](exchange, data, request_id)
+        except PromptcastError:
+            return None
+
+    def _gateway(self, exchange: Exchange, data: dict[str, Any],
+                 request_id: str) -> Coroutine[Any, Any, None] | None:
+        body = _parse_optimize(self._rt, data)
+        if not body.stream or body.resumable:
+            return None
+        return self._serve(exchange, self._rt.gateway.open(body, request_id), request_id,
+                           body.model, body.mode.value)
+
+    def _local(self, exchange: Exchange, data: dict[str, Any],
+               request_id: str) -> Coroutine[Any, Any, None] | None:
+        body = _parse_optimize(self._rt, data)
+        if not body.stream:
+            return None
+        return self._serve(exchange, self._rt.local_source.open(body, request_id), request_id,
+                           body.model, body.mode.value)
+
+    def _chat(self, exchange: Exchange, data: dict[str, Any],
+              request_id: str) -> Coroutine[Any, Any, None] | None:
+        body = parse_chat(data, default_model=self._rt.settings.models.default)
+        if not body.stream:
+            return None
+        chat = replace(body.request, request_id=request_id)
+
+        async def opening() -> EventStream:
+            return ChunkEvents(await self._rt.service.chat(chat),
+                               include_usage=body.include_usage)
+
+        return self._serve(exchange, opening(), request_id, chat.model, "chat",
+                           openai_errors=True)
+
+    async def _serve(self, exchange: Exchange, opening: Coroutine[Any, Any, EventStream],
+                     request_id: str, model: str, mode: str, *,
+                     openai_errors: bool = False) -> None:
+        """`_opened`, `_stream_response` and `RequestIdMiddleware`'s part, on the exchange."""
+        rt = self._rt
+        # This task's own context: every line logged for the stream names it.
+        request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            events = await _opened_on(exchange, opening, rt.settings.first_token_timeout)
+        except PromptcastError as exc:
+            rt.metrics.error(model, exc.error_code)
+            response = _error_response(exc, request_id)
+            exchange.respond(response.status_code, [
+                header for header in response.raw_headers if header[0] != b"content-length"
+            ], bytes(response.body))
+            access_log.info("POST %s %d %.1fms", exchange.path, response.status_code,
+                            (time.perf_counter() - started) * 1000)
+            return
+        finally:
+            opening.close()  # never started if the client left first
+        stream_id = _new_stream_id()
+        relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors)
+        exchange.start(200, [*SSE_RAW_HEADERS, (b"x-stream-id", stream_id.encode()),
+                             (b"x-request-id", request_id.encode())])
+        rt.metrics.started(model)
+        if relay.can_run_direct():
+            stats = await relay.run_direct(exchange, rt.drain)
+            exchange.end(relay.last_frame)
+        else:
+            sink = _ExchangeSink(exchange)
+
+            async def stopped() -> PromptcastError | None:
+                return await first_reason(sink.gone, rt.drain.expired())
+
+            stats = await relay.run(sink, stopped)
+            exchange.end()
+        _finished(rt, stats, request_id=request_id, path=exchange.path, model=model, mode=mode)
+
+
+class _ExchangeSink:
+    """A relay's sink on an exchange, for events that cannot be pushed (the local model)."""
+
+    __slots__ = ("_exchange", "_waiter")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._waiter: asyncio.Future[None] | None = None
+        exchange.on_gone(self._wake)
+        exchange.on_writable(self._wake)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    async def gone(self) -> None:
+        """Return once the client has left."""
+        while not self._exchange.gone:
+            await self._wait()
+
+    async def _write(self, frame: bytes) -> None:
+        exchange = self._exchange
+        while exchange.paused and not exchange.gone:
+            await self._wait()
+        if not exchange.write(frame):
+            raise OSError("the client is gone")
+
+    async def event(self, seq: int, frame: bytes) -> None:
+        await self._write(frame)
+
+    async def terminal(self, seq: int, frame: bytes) -> None:
+        await self._write(frame)
+
+    async def heartbeat(self) -> None:
+        await self._write(HEARTBEAT)
+
+
 class PromptcastApp(Starlette):
     """Starlette, keeping the server's own `send` in the scope for event-stream bodies."""
 
@@ -538,7 +715,11 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_runtime(settings, app.state.drain, app.state.metrics) as runtime:
-            yield {"runtime": runtime}
+            state: dict[str, Any] = {"runtime": runtime}
+            if not (settings.rate_limit_per_minute > 0 or settings.max_concurrent_streams > 0):
+                keys = read_api_keys(settings.api_keys) if settings.api_keys else ()
+                state[STREAM_ROUTES] = FastStreams(runtime, keys)
+            yield state
 
     routes = [
         Route("/", index, methods=["GET"]),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
 from starlette.middleware import Middleware
@@ -37,6 +38,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import Forbidden, Unauthorized
+from .logs import STREAM_LOGGED
 from .ratelimit import (
     CLIENT_SCOPE_KEY,
     LimiterBackend,
@@ -74,11 +76,27 @@ def _digest(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
 
 
-def _bearer(scope: Scope) -> bytes | None:
+def digests(keys: tuple[str, ...]) -> list[bytes]:
+    """What is kept of the configured keys: their digests."""
+    return [_digest(k.encode("ascii")) for k in keys]
+
+
+def matching_key(known: list[bytes], presented: bytes) -> bytes | None:
+    """The digest among `known` that `presented` matches, or None."""
+    digest = _digest(presented)
+    matched: bytes | None = None
+    for candidate in known:
+        # Every key is compared, whichever matches: no early exit to time.
+        if hmac.compare_digest(digest, candidate):
+            matched = candidate
+    return matched
+
+
+def bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     """The token of `Authorization: Bearer <token>`, or None when there is none."""
     name: bytes
     value: bytes
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.strip().partition(b" ")
             token = token.strip()
@@ -109,13 +127,22 @@ class ApiKeyMiddleware:
 
     def __init__(self, app: ASGIApp, *, keys: tuple[str, ...] = ()) -> None:
         self.app = app
-        self._digests = [_digest(k.encode("ascii")) for k in keys]
+        self._digests = digests(keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_api_path(scope["path"]):
             await self.app(scope, receive, send)
             return
-        scope = dict(scope)
+        own = dict(scope)
+        try:
+            await self._checked(own, receive, send)
+        finally:
+            # A stream's own line was logged on our copy: the access line must
+            # hear of it on the original, or a stream is logged twice.
+            if own.get(STREAM_LOGGED):
+                scope[STREAM_LOGGED] = True
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = scope.get("query_string", b"")
         query_key: bytes | None = None
         if b"api_key" in query:
@@ -126,7 +153,7 @@ class ApiKeyMiddleware:
             scope[CLIENT_SCOPE_KEY] = f"ip:{peer[0] if peer else 'unknown'}"
             await self.app(scope, receive, send)
             return
-        presented = _bearer(scope)
+        presented = bearer(scope["headers"])
         if presented is None and query_key and _is_resume(scope["method"], scope["path"]):
             presented = query_key
         if presented is None:
@@ -135,12 +162,7 @@ class ApiKeyMiddleware:
                 headers={"WWW-Authenticate": 'Bearer realm="promptcast"'},
             ), scope, receive, send)
             return
-        digest = _digest(presented)
-        matched: bytes | None = None
-        for known in self._digests:
-            # Every key is compared, whichever matches: no early exit to time.
-            if hmac.compare_digest(digest, known):
-                matched = known
+        matched = matching_key(self._digests, presented)
         if matched is None:
             await send_error(Forbidden("the API key is not valid"), scope, receive, send)
             return

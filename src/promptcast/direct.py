@@ -9,46 +9,64 @@ callback, straight to the socket as one HTTP chunk. Status, headers and the
 end of the body still go through `send`, so uvicorn keeps its bookkeeping
 (keep-alive, pipelining, the access log). Any other server has no channel in
 the scope and the relay uses `send`, with the same bytes on the wire.
+
+A stream's start costs more than its chunks, and most of that start was ASGI
+around it: the request cycle, the scope, the middleware's suspended frames
+held for the stream's whole life. So the protocol can also hand a request to
+a `StreamRoutes` (api's `FastStreams`) below ASGI, as an `Exchange`: the
+request's head and body, and its response written straight to the transport.
+The routes take only what they serve exactly as the app would (a plain stream
+start, well formed); anything else, and every error that can be told before
+the stream opens, goes on to the app as an ordinary request, body included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+import httptools
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 DIRECT = "promptcast.direct"
+# Where the lifespan state keeps the routes served below ASGI.
+STREAM_ROUTES = "promptcast.stream_routes"
 
 Callback = Callable[[], object]
+Headers = list[tuple[bytes, bytes]]
+
+log = logging.getLogger("promptcast.direct")
 
 
 class DirectChannel:
-    """One request's connection: write body chunks synchronously, hear when it drains or drops."""
+    """A response's connection: write body chunks synchronously, hear when it drains or drops."""
 
-    __slots__ = ("_cycle", "_on_gone", "_on_writable", "_paused", "_transport", "gone")
+    __slots__ = ("_on_gone", "_on_writable", "_paused", "_transport", "gone")
 
-    def __init__(self, cycle: RequestResponseCycle) -> None:
-        self._cycle = cycle
-        self._transport = cycle.transport
+    def __init__(self, transport: asyncio.Transport, paused: bool) -> None:
+        self._transport = transport
         # Kept here by the protocol, not read from uvicorn's flow control: one
         # object fewer to touch per chunk.
-        self._paused = cycle.flow.write_paused
+        self._paused = paused
         self.gone = False
         self._on_gone: Callback | None = None
         self._on_writable: Callback | None = None
 
     @property
-    def ready(self) -> bool:
-        """True while the response has started with a chunked body and not ended."""
-        cycle = self._cycle
-        return (cycle.response_started and cycle.chunked_encoding is True
-                and not cycle.response_complete and cycle.scope["method"] != "HEAD")
-
-    @property
     def paused(self) -> bool:
         """The client is not reading fast enough: stop producing until `on_writable` fires."""
         return self._paused
+
+    @property
+    def done(self) -> bool:
+        """The response has ended: the protocol may forget this channel."""
+        raise NotImplementedError
 
     def write(self, frame: bytes) -> bool:
         """Write `frame` as one HTTP chunk; False if the client is gone."""
@@ -66,12 +84,7 @@ class DirectChannel:
         self._on_writable = callback
 
     def _detach(self) -> None:
-        # The scope holds the channel and the channel the cycle, which holds the
-        # scope: break that loop so a finished request is freed at once, not
-        # at the next full garbage collection.
-        extensions = self._cycle.scope.get("extensions")
-        if extensions is not None:
-            extensions.pop(DIRECT, None)
+        """Drop what ties this channel to its request, once the response is over."""
 
     def _lost(self) -> None:
         self.gone = True
@@ -89,8 +102,149 @@ class DirectChannel:
             callback()
 
 
+class CycleChannel(DirectChannel):
+    """The channel of a request served through ASGI: uvicorn's cycle writes head and end."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        super().__init__(cycle.transport, cycle.flow.write_paused)
+        self._cycle = cycle
+
+    @property
+    def ready(self) -> bool:
+        """True while the response has started with a chunked body and not ended."""
+        cycle = self._cycle
+        return (cycle.response_started and cycle.chunked_encoding is True
+                and not cycle.response_complete and cycle.scope["method"] != "HEAD")
+
+    @property
+    def done(self) -> bool:
+        return bool(self._cycle.response_complete)
+
+    def _detach(self) -> None:
+        # The scope holds the channel and the channel the cycle, which holds the
+        # scope: break that loop so a finished request is freed at once, not
+        # at the next full garbage collection.
+        extensions = self._cycle.scope.get("extensions")
+        if extensions is not None:
+            extensions.pop(DIRECT, None)
+
+
+class _NoEvent:
+    # uvicorn's protocol sets its cycle's `message_event` on disconnect; an
+    # exchange hears of that through `_lost` and needs no event of its own.
+    @staticmethod
+    def set() -> None:
+        pass
+
+
+class Exchange(DirectChannel):
+    """A request served below ASGI: its head and body, and its response's writes.
+
+    It stands in the protocol's `cycle` slot while it runs, so uvicorn's own
+    code queues a pipelined request behind it and keeps the connection open
+    for it at shutdown.
+    """
+
+    __slots__ = ("_protocol", "body", "disconnected", "headers", "keep_alive", "path",
+                 "response_complete", "response_started")
+
+    message_event = _NoEvent()
+
+    def __init__(self, protocol: HttpProtocol, path: str, headers: Headers,
+                 keep_alive: bool) -> None:
+        super().__init__(protocol.transport, protocol.flow.write_paused)
+        self._protocol = protocol
+        self.path = path
+        self.headers = headers
+        self.body = bytearray()
+        self.keep_alive = keep_alive
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+
+    @property
+    def done(self) -> bool:
+        return self.response_complete
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header `name` (lower case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def start(self, status: int, headers: Headers) -> None:
+        """Write the status line and headers of a chunked response."""
+        self.response_started = True
+        self._transport.write(self._head(status, headers, b"transfer-encoding: chunked\r\n"))
+
+    def end(self, last: bytes = b"") -> None:
+        """End the chunked body, with `last` as its final chunk."""
+        if self.response_complete:
+            return
+        if not self.gone and not self._transport.is_closing():
+            self._transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(last), last) if last
+                                  else b"0\r\n\r\n")
+        self._complete()
+
+    def respond(self, status: int, headers: Headers, body: bytes) -> None:
+        """Write a whole response with `body`, and end it."""
+        self.response_started = True
+        if not self.gone and not self._transport.is_closing():
+            self._transport.write(
+                self._head(status, headers, b"content-length: %d\r\n" % len(body)) + body)
+        self._complete()
+
+    def abort(self) -> None:
+        """Drop the connection: the response cannot be ended properly."""
+        self._transport.close()
+        self._complete()
+
+    def _head(self, status: int, headers: Headers, framing: bytes) -> bytes:
+        lines = [STATUS_LINE[status]]
+        for name, value in (*self._protocol.server_state.default_headers, *headers):
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(framing)
+        if not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        protocol, self._protocol = self._protocol, _ENDED
+        if protocol is _ENDED:
+            return
+        if not self.keep_alive:
+            self._transport.close()
+        protocol.on_response_complete()
+
+
+class StreamRoutes(Protocol):
+    """Routes the protocol can serve below ASGI (see the module's docstring)."""
+
+    max_body: int
+
+    def claims(self, path: str) -> bool:
+        """Whether a POST to `path` may be one of ours: its body is then kept for `start`."""
+
+    def start(self, exchange: Exchange) -> Coroutine[Any, Any, None] | None:
+        """The coroutine that serves `exchange`, or None to leave it to the app."""
+
+
+class _Ended:
+    # An exchange's protocol once its response is over: nothing left to tell it.
+    def on_response_complete(self) -> None:  # pragma: no cover - never called
+        pass
+
+
+_ENDED: Any = _Ended()
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, offering each request a `DirectChannel` in its scope."""
+    """uvicorn's httptools protocol: a `DirectChannel` per scope; stream routes below ASGI."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,23 +252,130 @@ class HttpProtocol(HttpToolsProtocol):
         # (more than one only when the client pipelines).
         self._channels: list[DirectChannel] = []
 
+    def _keep(self, channel: DirectChannel) -> None:
+        channels = []
+        for kept in self._channels:
+            if kept.done:
+                kept._detach()
+            else:
+                channels.append(kept)
+        channels.append(channel)
+        self._channels = channels
+
     def on_headers_complete(self) -> None:
+        exchange = self._claim()
+        if exchange is not None:
+            self.cycle = exchange  # type: ignore[assignment]
+            self._keep(exchange)
+            return
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:
             return  # an upgrade: no cycle was made for this request
-        channels = []
-        for channel in self._channels:
-            if channel._cycle.response_complete:
-                channel._detach()
-            else:
-                channels.append(channel)
-        self._channels = channels
-        channel = DirectChannel(cycle)
-        self._channels.append(channel)
+        channel = CycleChannel(cycle)
+        self._keep(channel)
         # The ASGI task starts on a later loop turn, so it sees the extension.
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[DIRECT] = channel
+
+    def _claim(self) -> Exchange | None:
+        """An `Exchange` for this request if the stream routes may serve it, else None."""
+        routes: StreamRoutes | None = self.app_state.get(STREAM_ROUTES)
+        parser = self.parser
+        if (routes is None or parser.get_method() != b"POST" or self.expect_100_continue
+                or self.root_path or self.limit_concurrency is not None
+                or (self.cycle is not None and not self.cycle.response_complete)
+                or parser.should_upgrade()):
+            return None
+        http_version = parser.get_http_version()
+        parsed = httptools.parse_url(self.url)
+        raw_path: bytes = parsed.path
+        path = raw_path.decode("ascii")
+        if "%" in path or not routes.claims(path):
+            return None
+        # What uvicorn puts in the scope, in case the app gets the request after all.
+        scope = self.scope
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = parsed.query or b""
+        return Exchange(self, path, self.headers,
+                        keep_alive=http_version != "1.0" and parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        exchange: object = self.cycle
+        if not isinstance(exchange, Exchange):
+            super().on_body(body)
+            return
+        exchange.body += body
+        routes: StreamRoutes = self.app_state[STREAM_ROUTES]
+        if len(exchange.body) > routes.max_body:
+            self._to_app(exchange, more_body=True)  # the app refuses it, as it always has
+
+    def on_message_complete(self) -> None:
+        exchange: object = self.cycle
+        if not isinstance(exchange, Exchange):
+            super().on_message_complete()
+            return
+        routes: StreamRoutes = self.app_state[STREAM_ROUTES]
+        try:
+            serve = routes.start(exchange)
+        except Exception:
+            log.exception("the stream routes failed on a request; the app takes it")
+            serve = None
+        if serve is None:
+            self._to_app(exchange, more_body=False)
+            return
+        task = self.loop.create_task(self._serve(exchange, serve))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _serve(self, exchange: Exchange, serve: Coroutine[Any, Any, None]) -> None:
+        # What uvicorn's `run_asgi` does for an app: a failure is logged and
+        # answered with a 500, or the connection dropped if the response began.
+        try:
+            await serve
+        except BaseException as exc:
+            log.error("a stream failed", exc_info=exc)
+            if not exchange.response_started:
+                exchange.keep_alive = False
+                exchange.respond(500, [(b"content-type", b"text/plain; charset=utf-8")],
+                                 b"Internal Server Error")
+            else:
+                exchange.abort()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not exchange.response_complete:
+                exchange.abort()
+
+    def _to_app(self, exchange: Exchange, *, more_body: bool) -> None:
+        """Hand a claimed request to the app as uvicorn would have, with the body read so far."""
+        cycle = RequestResponseCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=exchange.keep_alive,
+            on_response=self.on_response_complete,
+        )
+        cycle.body = exchange.body
+        cycle.more_body = more_body
+        cycle.message_event.set()  # what uvicorn's on_body does: the body is there to read
+        self.cycle = cycle
+        channel = CycleChannel(cycle)
+        self._channels = [c for c in self._channels if c is not exchange]
+        self._keep(channel)
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[DIRECT] = channel
+        self._start_asgi_task(cycle, self.app)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -133,11 +394,10 @@ class HttpProtocol(HttpToolsProtocol):
             channel._resumed()
 
 
-def channel_of(scope: Any) -> DirectChannel | None:
-    """The scope's `DirectChannel`, if the server offers one."""
+def channel_of(scope: Any) -> CycleChannel | None:
+    """The scope's `CycleChannel`, if the server offers one."""
     extensions = scope.get("extensions")
     if not extensions:
         return None
     channel = extensions.get(DIRECT)
-    return channel if isinstance(channel, DirectChannel) else None
-
+    return channel if isinstance(channel, CycleChannel) else None

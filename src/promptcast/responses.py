@@ -20,7 +20,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 
-_SSE_RAW_HEADERS = tuple(
+SSE_RAW_HEADERS = tuple(
     (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SSE_HEADERS.items()
 )
 
@@ -79,7 +79,7 @@ class EventStreamResponse(Response):
         self.status_code = 200
         self.background = None
         self.body = b""
-        self.raw_headers = [*_SSE_RAW_HEADERS, *(
+        self.raw_headers = [*SSE_RAW_HEADERS, *(
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         )]
         self._produce = produce

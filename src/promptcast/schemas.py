@@ -15,7 +15,7 @@ _MODE_CHOICES = ", ".join(repr(k) for k in MODE_ALIASES)
 _ROLES = ("system", "user", "assistant", "developer", "tool")
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
+def parse_json(body: bytes | bytearray) -> dict[str, Any]:
     """Decode a JSON object body, or raise a 400 that says what is wrong."""
     if not body.strip():
         raise InvalidJSON("the request body is empty; send a JSON object")
