@@ -8,6 +8,8 @@ a reader that never reads being given up on.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import re
 import socket
@@ -19,7 +21,8 @@ import httpx
 import pytest
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from promptcast.direct import DirectChannel, Exchange
+from promptcast.api import _ExchangeSink
+from promptcast.direct import DirectChannel, Exchange, HttpProtocol
 from promptcast.logs import _RequestIdFilter
 from promptcast.relay import Relay
 
@@ -513,3 +516,107 @@ def test_a_client_that_leaves_mid_stream_stops_the_upstream(
             seen += sock.recv(1 << 16)
     assert upstream.wait_for(lambda: upstream.client_closed == 1, 5)
     gate.set()
+
+
+def test_a_body_announced_over_the_limit_is_refused_before_it_comes(
+        serve: Callable[..., RunningServer]) -> None:
+    server = serve(max_body_bytes=2000)
+    request = _post("/optimize-stream", _body()).replace(
+        b"Content-Length: %d" % len(_body()), b"Content-Length: 10000000")
+    # Only the head and a little of the body: the answer must not wait for the rest.
+    [(status, _, body)], _ = _talk(server, request, responses=1)
+    assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def _live(kind: type) -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is kind)
+
+
+def test_a_client_that_leaves_before_its_body_is_in_leaves_nothing_behind(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    upstream.enqueue(Script.chat(["warm"]))
+    _talk(server, _post("/optimize-stream", _body()), responses=1)
+    gc.collect()
+    gc.disable()  # what is left must be freed by reference counting alone
+    try:
+        protocols, exchanges = _live(HttpProtocol), _live(Exchange)
+        host, port = server.url.removeprefix("http://").split(":")
+        for _ in range(10):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(_post("/optimize-stream", _body())[:-5])
+                assert wait_until(lambda: _live(Exchange) > exchanges)
+        assert wait_until(lambda: (_live(HttpProtocol), _live(Exchange)) == (protocols, exchanges))
+    finally:
+        gc.enable()
+
+
+def test_chat_errors_are_counted_under_the_model_asked_for(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    upstream.enqueue(Script.error(429, "slow down"))
+    chat = json.dumps({"stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+    [(status, _, _)], _ = _talk(server, _post("/v1/chat/completions", chat), responses=1)
+    assert status == 429
+    metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
+    # No model in the request: counted as the app counts it, under "".
+    assert re.search(r'promptcast_errors_total\{[^}]*model=""[^}]*\} 1', metrics), metrics
+
+
+class _Transport:
+    """Stands in for the socket's transport under an `Exchange`: keeps what is written."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Protocol:
+    """What an `Exchange` asks of its connection's protocol."""
+
+    def __init__(self) -> None:
+        self.transport = _Transport()
+        self.flow = type("Flow", (), {"write_paused": True})()
+        self.server_state = type("State", (), {"default_headers": []})()
+        self.responses = 0
+
+    def on_response_complete(self) -> None:
+        self.responses += 1
+
+
+@pytest.mark.anyio
+async def test_the_sink_wakes_every_writer_when_a_paused_client_drains() -> None:
+    protocol = _Protocol()
+    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
+    sink = _ExchangeSink(exchange)
+    event = asyncio.ensure_future(sink.event(1, b"event"))  # the relay's writer
+    beat = asyncio.ensure_future(sink.heartbeat())  # and its heartbeat, both held back
+    watch = asyncio.ensure_future(sink.gone())
+    await asyncio.sleep(0)
+    assert protocol.transport.written == []
+    exchange._resumed()
+    await asyncio.wait_for(asyncio.gather(event, beat), 5)
+    assert sorted(protocol.transport.written) == [b"5\r\nevent\r\n",
+                                                  b"e\r\n: keep-alive\n\n\r\n"]
+    assert not watch.done()
+    exchange._lost()
+    await asyncio.wait_for(watch, 5)
+    sink.close()
+
+
+def test_an_exchange_that_ended_wrongly_is_closed_not_ended() -> None:
+    protocol = _Protocol()
+    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
+    exchange.start(200, [(b"content-type", b"text/event-stream")])
+    exchange.abort()
+    assert protocol.transport.closed and protocol.responses == 1
+    assert not any(w.endswith(b"0\r\n\r\n") for w in protocol.transport.written)
+    exchange.end(b"late")  # nothing more once it is over
+    assert protocol.responses == 1 and not protocol.transport.written[-1].endswith(b"0\r\n\r\n")

@@ -45,7 +45,7 @@ from .logs import (
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document as openapi_document
 from .providers.llama import local_model_present
-from .relay import HEARTBEAT, Relay, StreamStats, error_frame
+from .relay import HEARTBEAT, Outcome, Relay, StreamStats, error_frame
 from .responses import (
     RAW_SEND,
     SSE_RAW_HEADERS,
@@ -608,12 +608,13 @@ class FastStreams:
             return ChunkEvents(await self._rt.service.chat(chat),
                                include_usage=body.include_usage)
 
+        # Errors are counted under the model as asked for, as the app counts them.
         return self._serve(exchange, opening(), request_id, chat.model, "chat",
-                           openai_errors=True)
+                           openai_errors=True, error_label=str(data.get("model") or ""))
 
     async def _serve(self, exchange: Exchange, opening: Coroutine[Any, Any, EventStream],
                      request_id: str, model: str, mode: str, *,
-                     openai_errors: bool = False) -> None:
+                     openai_errors: bool = False, error_label: str | None = None) -> None:
         """`_opened`, `_stream_response` and `RequestIdMiddleware`'s part, on the exchange."""
         rt = self._rt
         # This task's own context: every line logged for the stream names it.
@@ -622,7 +623,7 @@ class FastStreams:
         try:
             events = await _opened_on(exchange, opening, rt.settings.first_token_timeout)
         except PromptcastError as exc:
-            rt.metrics.error(model, exc.error_code)
+            rt.metrics.error(model if error_label is None else error_label, exc.error_code)
             response = _error_response(exc, request_id)
             exchange.respond(response.status_code, [
                 header for header in response.raw_headers if header[0] != b"content-length"
@@ -646,29 +647,46 @@ class FastStreams:
             async def stopped() -> PromptcastError | None:
                 return await first_reason(sink.gone, rt.drain.expired())
 
-            stats = await relay.run(sink, stopped)
-            exchange.end()
+            try:
+                stats = await relay.run(sink, stopped)
+            finally:
+                sink.close()
+            if stats.outcome is Outcome.CANCELLED:
+                # The terminal frame may not have gone out: a clean end of the
+                # body would pass the stream off as whole. uvicorn closes too.
+                exchange.abort()
+            else:
+                exchange.end()
         _finished(rt, stats, request_id=request_id, path=exchange.path, model=model, mode=mode)
 
 
 class _ExchangeSink:
     """A relay's sink on an exchange, for events that cannot be pushed (the local model)."""
 
-    __slots__ = ("_exchange", "_waiter")
+    __slots__ = ("_exchange", "_waiters")
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
-        self._waiter: asyncio.Future[None] | None = None
+        # The relay's writer, its heartbeats and its watch on the client may
+        # all wait at once: the connection's news wakes every one.
+        self._waiters: list[asyncio.Future[None]] = []
         exchange.on_gone(self._wake)
         exchange.on_writable(self._wake)
 
+    def close(self) -> None:
+        """Stop listening to the exchange."""
+        self._exchange.on_gone(None)
+        self._exchange.on_writable(None)
+
     def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _wait(self) -> None:
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
         await waiter
 
     async def gone(self) -> None:

@@ -16,14 +16,18 @@ held for the stream's whole life. So the protocol can also hand a request to
 a `StreamRoutes` (api's `FastStreams`) below ASGI, as an `Exchange`: the
 request's head and body, and its response written straight to the transport.
 The routes take only what they serve exactly as the app would (a plain stream
-start, well formed); anything else, and every error that can be told before
-the stream opens, goes on to the app as an ordinary request, body included.
+start that passes every check); anything else, and every request a check
+refuses, goes on to the app as an ordinary request, body included. What fails
+once the stream is opening (the upstream refuses, the first token is late)
+the routes answer themselves, with the app's error body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -42,6 +46,8 @@ Callback = Callable[[], object]
 Headers = list[tuple[bytes, bytes]]
 
 log = logging.getLogger("promptcast.direct")
+# The app's access log (logs.py, which cannot be imported from here).
+access_log = logging.getLogger("promptcast.access")
 
 
 class DirectChannel:
@@ -178,7 +184,8 @@ class Exchange(DirectChannel):
     def start(self, status: int, headers: Headers) -> None:
         """Write the status line and headers of a chunked response."""
         self.response_started = True
-        self._transport.write(self._head(status, headers, b"transfer-encoding: chunked\r\n"))
+        if not self.gone and not self._transport.is_closing():
+            self._transport.write(self._head(status, headers, b"transfer-encoding: chunked\r\n"))
 
     def end(self, last: bytes = b"") -> None:
         """End the chunked body, with `last` as its final chunk."""
@@ -293,6 +300,11 @@ class HttpProtocol(HttpToolsProtocol):
         path = raw_path.decode("ascii")
         if "%" in path or not routes.claims(path):
             return None
+        for name, value in self.headers:
+            # Refused at once by the app, before the body is sent.
+            if name == b"content-length" and (not value.isdigit()
+                                              or int(value) > routes.max_body):
+                return None
         # What uvicorn puts in the scope, in case the app gets the request after all.
         scope = self.scope
         scope["method"] = "POST"
@@ -328,13 +340,20 @@ class HttpProtocol(HttpToolsProtocol):
         if serve is None:
             self._to_app(exchange, more_body=False)
             return
-        task = self.loop.create_task(self._serve(exchange, serve))
+        exchange.body.clear()  # parsed: not kept for the stream's life
+        if self.config.reset_contextvars:  # as uvicorn's own `_start_asgi_task`
+            task = self.loop.create_task(self._serve(exchange, serve),
+                                         context=contextvars.Context())
+        else:
+            task = self.loop.create_task(self._serve(exchange, serve))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
     async def _serve(self, exchange: Exchange, serve: Coroutine[Any, Any, None]) -> None:
-        # What uvicorn's `run_asgi` does for an app: a failure is logged and
-        # answered with a 500, or the connection dropped if the response began.
+        # What uvicorn's `run_asgi` does for an app: a failure (a cancel at
+        # shutdown too) is logged and answered with a 500, or the connection
+        # dropped if the response began.
+        started = time.perf_counter()
         try:
             await serve
         except BaseException as exc:
@@ -343,10 +362,10 @@ class HttpProtocol(HttpToolsProtocol):
                 exchange.keep_alive = False
                 exchange.respond(500, [(b"content-type", b"text/plain; charset=utf-8")],
                                  b"Internal Server Error")
+                access_log.info("POST %s 500 %.1fms", exchange.path,
+                                (time.perf_counter() - started) * 1000)
             else:
                 exchange.abort()
-            if not isinstance(exc, Exception):
-                raise
         else:
             if not exchange.response_complete:
                 exchange.abort()
@@ -379,6 +398,11 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        cycle: object = self.cycle
+        if isinstance(cycle, Exchange):
+            # Nothing to tell this connection any more; and a request whose
+            # body never came in full would otherwise keep a loop through it.
+            cycle._protocol = _ENDED
         channels, self._channels = self._channels, []
         for channel in channels:
             channel._lost()
