@@ -39,14 +39,17 @@ $(VENV)/bin/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # llama-cpp-python has no Linux wheel: the first install compiles llama.cpp
-# (several minutes); pip caches the wheel, so later installs take seconds.
-$(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
+# (several minutes) for any AVX2 machine and keeps the wheel, so later installs
+# take seconds (scripts/install-llama.sh says why not pip's own build).
+$(VENV)/.stamp-run: pyproject.toml scripts/install-llama.sh | $(VENV)/bin/python
 	@scripts/setup-system.sh build
+	@scripts/install-llama.sh $(BIN)
 	$(BIN)/pip install --quiet -e .
 	@touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.stamp-dev: pyproject.toml scripts/install-llama.sh | $(VENV)/bin/python
 	@scripts/setup-system.sh build
+	@scripts/install-llama.sh $(BIN)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.stamp-run
 
