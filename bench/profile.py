@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="use the quick scenario sizes")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--native", action="store_true",
+                        help="sample C frames too (uvloop, httptools, libc: system calls)")
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(bench_run.VENV_BIN / "py-spy")
     if not Path(pyspy).exists():
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                     pyspy, "record", "--pid", str(proc.pid), "--rate", str(args.rate),
                     "--format", "raw", "--output", str(raw),
                     "--duration", str(int(scenario.deadline_s + 30)),
+                    *(["--native"] if args.native else []),
                 ]),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )

@@ -434,6 +434,8 @@ class Bench:
             targets.append(Target("mini", "bench.minirelay", "/optimize-stream", start=mini,
                                   note="bench/minirelay.py: a ~200-line Python relay "
                                   "(protocols only), the floor for a Python hot path"))
+        for ref in getattr(self.args, "baseline", None) or ():
+            targets.append(self.baseline_target(ref, up, models))
         if self.args.peers:
             peer = self.litellm_target(up)
             if peer is not None:
@@ -443,8 +445,36 @@ class Bench:
             assert not unknown, f"{t.name}: no such scenarios {sorted(unknown)}"
         if self.args.targets:
             keep = set(self.args.targets.split(","))
-            targets = [t for t in targets if t.name in keep or t.name == "direct"]
+            targets = [t for t in targets
+                       if t.name in keep or t.name == "direct" or "@" in t.name]
         return targets
+
+    def baseline_target(self, ref: str, up: str, models: Path) -> Target:
+        """The split gateway as it was at git `ref`, beside today's, for an A/B in one run.
+
+        Its source is exported from git into the run's scratch folder and put first
+        on PYTHONPATH; it runs on this checkout's virtual environment (same
+        dependencies), so only promptcast's own code differs.
+        """
+        sha = subprocess.run(["git", "rev-parse", "--short", f"{ref}^{{commit}}"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        src = self.tmp / f"baseline-{sha}"
+        if not src.exists():
+            src.mkdir()
+            archive = subprocess.run(["git", "archive", sha, "src"], cwd=ROOT,
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        promptcast = str(VENV_BIN / "promptcast")
+        name = f"split@{sha}"
+
+        def start(port: int) -> subprocess.Popen[bytes]:
+            return spawn(pinned(TARGET_CPU, [promptcast, "serve", "--port", str(port),
+                                             "--upstream", up, "--models", str(models)]),
+                         self.tmp / f"{name}.log", env={"PYTHONPATH": str(src / "src")},
+                         cwd=ROOT)
+
+        return Target(name, f"promptcast split at {sha}", "/optimize-stream", start=start,
+                      note=f"the split gateway's code at {ref} ({sha}), for comparison")
 
     def litellm_target(self, up: str) -> Target | None:
         venv = PEERS / "litellm"
@@ -1080,6 +1110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true",
                         help="add bench.minirelay, a minimal Python relay, as a yardstick")
     parser.add_argument("--targets", help="comma-separated subset (direct always runs)")
+    parser.add_argument("--baseline", action="append", metavar="REF",
+                        help="add the split gateway as it was at git REF (a target named "
+                        "split@<sha>), to compare a change in one run; repeatable")
     parser.add_argument("--scenarios", help="comma-separated subset of scenario names")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--repeat", type=int, default=3,
@@ -1091,7 +1124,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     with _signals_stop():
         report = bench.run()
-    partial = bool(args.quick or args.targets or args.scenarios)
+    partial = bool(args.quick or args.targets or args.scenarios or args.baseline)
     # A quick or partial run is a smoke test: its outputs stay in results/tmp.
     out_dir = bench.tmp if partial else RESULTS
     (out_dir / f"{report['timestamp']}.json").write_text(json.dumps(report, indent=2))
