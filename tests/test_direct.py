@@ -582,6 +582,7 @@ class _Protocol:
     """What an `Exchange` asks of its connection's protocol."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.transport = _Transport()
         self.flow = type("Flow", (), {"write_paused": True})()
         self.server_state = type("State", (), {"default_headers": []})()
@@ -611,12 +612,43 @@ async def test_the_sink_wakes_every_writer_when_a_paused_client_drains() -> None
     sink.close()
 
 
-def test_an_exchange_that_ended_wrongly_is_closed_not_ended() -> None:
+@pytest.mark.anyio
+async def test_an_exchange_that_ended_wrongly_is_closed_not_ended() -> None:
     protocol = _Protocol()
     exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
     exchange.start(200, [(b"content-type", b"text/event-stream")])
+    exchange.write(b"data: 1\n\n")
     exchange.abort()
     assert protocol.transport.closed and protocol.responses == 1
     assert not any(w.endswith(b"0\r\n\r\n") for w in protocol.transport.written)
     exchange.end(b"late")  # nothing more once it is over
-    assert protocol.responses == 1 and not protocol.transport.written[-1].endswith(b"0\r\n\r\n")
+    await asyncio.sleep(0)  # the turn on which a head not yet written would go
+    assert protocol.responses == 1
+    assert not any(w.endswith(b"0\r\n\r\n") for w in protocol.transport.written)
+
+
+@pytest.mark.anyio
+async def test_a_stream_head_leaves_with_its_first_events_in_one_write() -> None:
+    protocol = _Protocol()
+    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
+    exchange.start(200, [(b"content-type", b"text/event-stream")])
+    assert protocol.transport.written == []  # held for the events in hand
+    assert exchange.write(b"data: 1\n\n")
+    (first,) = protocol.transport.written
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert first.endswith(b"transfer-encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n")
+    await asyncio.sleep(0)  # the head's own turn comes: nothing left to send
+    exchange.end(b"data: [DONE]\n\n")
+    assert protocol.transport.written[1:] == [b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]
+
+
+@pytest.mark.anyio
+async def test_a_stream_head_with_no_events_yet_leaves_on_the_next_loop_turn() -> None:
+    protocol = _Protocol()
+    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
+    exchange.start(200, [(b"content-type", b"text/event-stream")])
+    await asyncio.sleep(0)
+    (head,) = protocol.transport.written
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    exchange.write(b"data: 1\n\n")
+    assert protocol.transport.written[1:] == [b"9\r\ndata: 1\n\n\r\n"]

@@ -248,3 +248,41 @@ async def test_tls_verifies_the_server(certificate: tuple[Path, Path]) -> None:
         with pytest.raises(ConnectFailed, match="SSL"):
             await default.request("POST", url, headers={})
         await default.aclose()
+
+
+async def test_a_reads_chunks_are_pushed_together_and_before_the_end() -> None:
+    chunks = [b"data: %d\n\n" % i for i in range(200)]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+    sent = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await sent.wait()  # the listener is in place
+        writer.write(body)  # 200 chunks, then the end: the client reads them together
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)  # the connection stays for reuse
+
+    calls: list[object] = []
+    ended = asyncio.Event()
+    async with raw_server(handler) as server:
+        client = HTTPClient()
+        response = await client.request("POST", f"http://127.0.0.1:{server.port}/",
+                                         headers={}, body=b"{}")
+
+        def on_end(error: object) -> None:
+            calls.append(("end", error))
+            ended.set()
+
+        response.deliver(lambda batch: calls.append(list(batch)),
+                         on_end, lambda: calls.append("read"))
+        sent.set()
+        await asyncio.wait_for(ended.wait(), 5)
+        response.close()
+        await client.aclose()
+    batches = [c for c in calls if isinstance(c, list)]
+    assert [c for batch in batches for c in batch] == chunks  # whole, in order
+    assert len(batches) < len(chunks) / 10  # a read's chunks in one call, not one each
+    assert calls[-1] == ("end", None) and calls[-2] == "read"  # the end comes after them all

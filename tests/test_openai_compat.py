@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from promptcast.providers.openai_compat import _plain_content
+from promptcast.providers.openai_compat import _plain_content, _plain_run
+from promptcast.sse import Decoder
 
 from .upstream_double import chunk_json
 
@@ -41,3 +44,19 @@ def _two_choices() -> str:
 ])
 def test_plain_content(data: str, plain: bool) -> None:
     assert _plain_content(data.encode()) is plain
+
+
+CHUNKS = [chunk_json("你好"), chunk_json("", role="assistant"), chunk_json(finish="stop"),
+          chunk_json('say "error" twice'), chunk_json("error"), _two_choices(),
+          chunk_json(usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+          '{"choices":[{"delta":{"content":"x"},"finish_reason":null,"index":0}],"usage":null}',
+          '[{"finish_reason":null}]']
+
+
+@given(st.lists(st.sampled_from(CHUNKS), min_size=1, max_size=8))
+def test_a_run_is_plain_exactly_when_each_of_its_chunks_is(chunks: list[str]) -> None:
+    decoder = Decoder(strict_utf8=True)
+    decoder.feed(b"data: first\n\n")
+    _, run, _ = decoder.feed_block([f"data: {c}\n\n".encode() for c in chunks])
+    assert run is not None
+    assert _plain_run(run.raw) is all(_plain_content(c.encode()) for c in chunks)

@@ -29,7 +29,7 @@ from promptcast.errors import (
     UpstreamError,
 )
 from promptcast.relay import HEARTBEAT, Limits, Outcome, Relay, StreamStats
-from promptcast.sse import Decoder, Event
+from promptcast.sse import Decoder, Event, Run
 
 pytestmark = pytest.mark.anyio
 
@@ -748,6 +748,42 @@ async def test_a_whole_stream_in_one_read_is_left_whole_for_the_end_of_the_body(
     assert [(e.id, e.data == "[DONE]") for e in _events(relay.last_frame)] == [
         ("s.1", False), ("s.2", False), ("s.3", True)]
     assert stats.outcome == Outcome.DONE and stats.chunks == 2
+
+
+def _run(*contents: bytes, done: bool = False) -> Any:
+    """What `Decoder.feed_block` makes of plain events: one run of them."""
+    lines = [b"data: " + c for c in contents] + ([b"data: [DONE]"] if done else [])
+    return Run(b"".join(line + b"\n\n" for line in lines), lines, "")
+
+
+async def test_a_run_of_plain_events_is_framed_as_those_events_one_by_one() -> None:
+    usage = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 3,
+                                                   "completion_tokens": 5}})
+    by_run = _Reads(lambda up: up.plain(_run(_content("a"), _content("b"))),
+                    lambda up: up.plain(_run(_content("c"), usage, done=True)))
+    one_by_one = _Reads(lambda up: (up.data(_content("a")), up.data(_content("b"))),
+                        lambda up: (up.data(_content("c")), up.data(usage),
+                                    up.data(b"[DONE]")))
+    runs, each = _Channel(), _Channel()
+    relay_runs, stats_runs = await _run_direct(by_run, runs)
+    relay_each, stats_each = await _run_direct(one_by_one, each)
+    # The same bytes: the first event took the general path, the rest came framed at once.
+    assert runs.writes == each.writes and relay_runs.last_frame == relay_each.last_frame
+    assert [e.id for w in runs.writes for e in _events(w)] == ["s.1", "s.2"]
+    assert [e.id for e in _events(relay_runs.last_frame)] == ["s.3", "s.4", "s.5"]
+    assert stats_runs.chunks == stats_each.chunks == 4
+    assert stats_runs.completion_tokens == stats_each.completion_tokens == 5
+    assert stats_runs.outcome == Outcome.DONE
+
+
+async def test_done_inside_a_run_ends_the_stream_there() -> None:
+    run = _run(_content("a"), _content("b"), done=True)
+    late = Run(run.raw + b"data: late\n\n", [*run.lines, b"data: late"], "")
+    events = _Reads(lambda up: up.data(_content("0")), lambda up: up.plain(late))
+    relay, stats = await _run_direct(events, _Channel())
+    assert [e.data for e in _events(relay.last_frame)][-1] == "[DONE]"
+    assert b"late" not in relay.last_frame
+    assert stats.chunks == 3 and stats.outcome == Outcome.DONE
 
 
 # -- run_stored: a producer's upstream reads go to the store themselves ----------

@@ -53,8 +53,22 @@ def normalised(got: Received) -> bytes:
     return got.raw.replace(f"id: {stream_id}.".encode(), b"id: SID.")
 
 
+def _burst() -> Script:
+    """A model at full speed: 300 events in one chunk, 300 one a chunk with no gap (read
+    many at a time), one event cut across two writes, then the end."""
+    cut = event(chunk_json("切开"))
+    return Script.raw(event(chunk_json("", role="assistant")),
+                      b"".join(event(chunk_json(f"{i} ")) for i in range(300)),
+                      *[event(chunk_json(f"{i} ")) for i in range(300, 600)],
+                      cut[:25], cut[25:],
+                      event(chunk_json(None, finish="stop")), b"data: [DONE]\n\n")
+
+
+BURST_CONTENT = "".join(f"{i} " for i in range(600)) + "切开"
+
 SCRIPTS = {
     "chat": lambda: Script.chat(["首先", "，", "明确", "角色\n和\r\n语气"], gap=0.01),
+    "burst": _burst,
     "drop": lambda: Script.chat(["partial", " answer"], then="drop"),
     "error": lambda: Script.raw(event(chunk_json("ok")),
                                 event(json.dumps({"error": {"message": "model overloaded"}})),
@@ -87,6 +101,12 @@ async def test_split_and_in_process_send_the_same_bytes(
     assert normalised(relayed) == normalised(direct)
     if name == "chat":
         assert relayed.content == "首先，明确角色\n和\r\n语气"
+        assert relayed.terminal.data == "[DONE]"
+    elif name == "burst":
+        assert relayed.content == BURST_CONTENT
+        stream_id = relayed.headers["x-stream-id"]
+        assert [e.id for e in relayed.events] == [
+            f"{stream_id}.{n}" for n in range(1, len(relayed.events) + 1)]
         assert relayed.terminal.data == "[DONE]"
     else:
         assert relayed.terminal.event == "error"

@@ -449,3 +449,78 @@ def test_simple_event_never_disagrees(prefix: bytes, body: bytes) -> None:
         got, expected = _both_ways(prefix, chunk, strict_utf8=True, max_event_bytes=32)
         if got is not None:
             assert expected == [got]
+
+
+# --- the relay's fast path at full speed: feed_block must agree with feed ---
+
+def _block_events(decoder: Decoder, chunks: list[bytes]) -> tuple[list[Event], bool]:
+    """feed_block's answer as the events feed would make of it, and whether it made a run."""
+    before, run, after = decoder.feed_block(chunks)
+    if run is None:
+        return before + after, False
+    assert run.raw == b"".join(line + b"\n\n" for line in run.lines)
+    middle = [Event(line[6:].decode(), id=run.id) for line in run.lines]
+    return before + middle + after, True
+
+
+def _feed_and_block(prefix: bytes, chunks: list[bytes], **options: Any) -> tuple[Any, Any, bool]:
+    fast, slow = Decoder(**options), Decoder(**options)
+    fast.feed(prefix)
+    slow.feed(prefix)
+    try:
+        expected: Any = slow.feed(b"".join(chunks))
+    except SSEProtocolError as exc:
+        expected = str(exc)
+    try:
+        got, ran = _block_events(fast, chunks)
+    except SSEProtocolError as exc:
+        return str(exc), expected, False
+    assert fast.last_event_id == slow.last_event_id
+    return got, expected, ran
+
+
+@pytest.mark.parametrize(("prefix", "chunks", "ran"), [
+    # Events as a model service writes them, one a chunk, many a read.
+    (b"data: a\n\n", [b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"], True),
+    # Events cut across chunks, and a read ending mid-event: the tail waits.
+    (b"data: a\n\n", [b"data: 1\n\nda", b"ta: 2\n", b"\ndata: 3"], True),
+    # The end of an event the previous read began, then a run.
+    (b"data: a\n\ndata: hal", [b"f\n\ndata: 2\n\n", b"data: 3\n\n"], True),
+    # Its id carries on into the run's events.
+    (b"id: 9\ndata: a\n\n", [b"data: 1\n\n", b"data: 2\n\n"], True),
+    # The stream's start (a BOM may come): the first event goes through feed.
+    (b"", [b"\xef\xbb\xbfdata: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"], True),
+    # Anything else is feed's: CRLF, comments, other fields, multi-line data.
+    (b"data: a\n\n", [b"data: 1\r\n\r\n", b"data: 2\r\n\r\n"], False),
+    (b"data: a\n\n", [b": keep-alive\n\n", b"data: 2\n\n"], False),
+    (b"data: a\n\n", [b"event: error\ndata: {}\n\n", b"data: 2\n\n"], False),
+    (b"data: a\n\n", [b"data: 1\ndata: 2\n\n", b"data: 3\n\n"], False),
+    (b"data: a\n\n", [b"data:1\n\n", b"data: 2\n\n"], False),
+    (b"data: a\n\n", [b"data: 1\n\n\n", b"data: 2\n\n"], False),
+    (b"data: a\n\n", [b"data: \xff\n\n", b"data: 2\n\n"], False),  # not UTF-8: feed says so
+    (b"data: a\n\n", [b"data: 1", b"\n"], False),  # no whole event yet
+])
+def test_feed_block_agrees_with_feed(prefix: bytes, chunks: list[bytes], ran: bool) -> None:
+    got, expected, made_run = _feed_and_block(prefix, chunks, strict_utf8=True)
+    assert got == expected
+    assert made_run == ran
+
+
+def test_feed_block_leaves_events_past_the_limits_to_feed() -> None:
+    chunks = [b"data: " + b"x" * 20 + b"\n\n"] * 3
+    got, expected, ran = _feed_and_block(b"data: a\n\n", chunks, max_event_bytes=32,
+                                         max_line_bytes=32)
+    assert got == expected and len(got) == 3 and not ran
+
+
+@given(prefix=st.sampled_from([b"data: a\n\n", b"", b"data: a\n", b"id: 1\n\n", b"\r",
+                               b"data: a\n\ndata: b"]),
+       raw=sse_ish_bytes | st.lists(st.sampled_from(
+           [b"data: 1\n\n", b"data: [DONE]\n\n", b'data: {"a":"\xe4\xbd\xa0"}\n\n', b"\n",
+            b"data: ", b": c\n", b"\r\n", b"id: 5\r\r", b"id: 6\n"]), max_size=12).map(b"".join),
+       cuts=st.lists(st.integers(min_value=0), max_size=8))
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+def test_feed_block_never_disagrees(prefix: bytes, raw: bytes, cuts: list[int]) -> None:
+    got, expected, _ = _feed_and_block(prefix, split_at(raw, cuts), strict_utf8=True,
+                                       max_event_bytes=64)
+    assert got == expected

@@ -199,9 +199,13 @@ async def _opened(request: Request, rt: Runtime, opening: Awaitable[T]) -> T:
         raise ClientGone("the client disconnected before the stream started") from None
 
 
-async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float) -> T:
+async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float,
+                     loop: asyncio.AbstractEventLoop | None = None) -> T:
     """`_opened` in this task; the connection says when the client leaves: no extra tasks."""
-    task = asyncio.current_task()
+    # The loop passed in, where the caller knows it: on Python 3.11 each lookup
+    # of the running loop is a getpid() system call.
+    loop = loop or asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
     assert task is not None
     if channel.gone:
         raise ClientGone("the client disconnected before the stream started")
@@ -214,7 +218,7 @@ async def _opened_on(channel: DirectChannel, opening: Awaitable[T], limit: float
         cancels += 1
         task.cancel()
 
-    timer = asyncio.get_running_loop().call_later(limit, stop)
+    timer = loop.call_later(limit, stop)
     channel.on_gone(stop)
     try:
         return await opening
@@ -543,6 +547,7 @@ class FastStreams:
 
     def __init__(self, rt: Runtime, keys: tuple[str, ...]) -> None:
         self._rt = rt
+        self.loop = asyncio.get_running_loop()
         self.max_body = rt.settings.max_body_bytes
         self._keys = digests(keys) if keys else None
         self._cors = bool(rt.settings.cors_origins)
@@ -621,7 +626,8 @@ class FastStreams:
         request_id_var.set(request_id)
         started = time.perf_counter()
         try:
-            events = await _opened_on(exchange, opening, rt.settings.first_token_timeout)
+            events = await _opened_on(exchange, opening, rt.settings.first_token_timeout,
+                                      self.loop)
         except PromptcastError as exc:
             rt.metrics.error(model if error_label is None else error_label, exc.error_code)
             response = _error_response(exc, request_id)
@@ -634,7 +640,8 @@ class FastStreams:
         finally:
             opening.close()  # never started if the client left first
         stream_id = _new_stream_id()
-        relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors)
+        relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors,
+                      loop=self.loop)
         exchange.start(200, [*SSE_RAW_HEADERS, (b"x-stream-id", stream_id.encode()),
                              (b"x-request-id", request_id.encode())])
         rt.metrics.started(model)

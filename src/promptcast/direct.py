@@ -32,11 +32,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import httptools
+from uvicorn.logging import TRACE_LOG_LEVEL
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 DIRECT = "promptcast.direct"
 # Where the lifespan state keeps the routes served below ASGI.
@@ -53,21 +56,21 @@ access_log = logging.getLogger("promptcast.access")
 class DirectChannel:
     """A response's connection: write body chunks synchronously, hear when it drains or drops."""
 
-    __slots__ = ("_on_gone", "_on_writable", "_paused", "_transport", "gone")
+    __slots__ = ("_on_gone", "_on_writable", "_transport", "_unsent", "gone", "paused")
 
     def __init__(self, transport: asyncio.Transport, paused: bool) -> None:
         self._transport = transport
-        # Kept here by the protocol, not read from uvicorn's flow control: one
-        # object fewer to touch per chunk.
-        self._paused = paused
+        # The client is not reading fast enough: stop producing until
+        # `on_writable` fires. Kept here by the protocol, not read from
+        # uvicorn's flow control (one object fewer to touch per chunk); a
+        # plain attribute, read per chunk: no property call. Read-only to users.
+        self.paused = paused
         self.gone = False
+        # A response head not written yet: it goes with the first write (see
+        # `Exchange.start`).
+        self._unsent = b""
         self._on_gone: Callback | None = None
         self._on_writable: Callback | None = None
-
-    @property
-    def paused(self) -> bool:
-        """The client is not reading fast enough: stop producing until `on_writable` fires."""
-        return self._paused
 
     @property
     def done(self) -> bool:
@@ -78,7 +81,11 @@ class DirectChannel:
         """Write `frame` as one HTTP chunk; False if the client is gone."""
         if self.gone or self._transport.is_closing():
             return False
-        self._transport.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+        if self._unsent:
+            self._transport.write(b"%s%x\r\n%s\r\n" % (self._unsent, len(frame), frame))
+            self._unsent = b""
+        else:
+            self._transport.write(b"%x\r\n%s\r\n" % (len(frame), frame))
         return True
 
     def on_gone(self, callback: Callback | None) -> None:
@@ -94,7 +101,7 @@ class DirectChannel:
 
     def _lost(self) -> None:
         self.gone = True
-        self._paused = False
+        self.paused = False
         self._detach()
         callback, self._on_gone = self._on_gone, None
         self._on_writable = None
@@ -102,7 +109,7 @@ class DirectChannel:
             callback()
 
     def _resumed(self) -> None:
-        self._paused = False
+        self.paused = False
         callback = self._on_writable
         if callback is not None:
             callback()
@@ -182,18 +189,28 @@ class Exchange(DirectChannel):
         return None
 
     def start(self, status: int, headers: Headers) -> None:
-        """Write the status line and headers of a chunked response."""
+        """Start a chunked response: its status line and headers leave with the first write,
+        or on the next turn of the event loop, whichever comes first."""
         self.response_started = True
         if not self.gone and not self._transport.is_closing():
-            self._transport.write(self._head(status, headers, b"transfer-encoding: chunked\r\n"))
+            # A stream's first events are often in hand already: one write and
+            # one packet for head and events, not two (benchmarks.md).
+            self._unsent = self._head(status, headers, b"transfer-encoding: chunked\r\n")
+            self._protocol.loop.call_soon(self._send_head)
+
+    def _send_head(self) -> None:
+        if self._unsent and not self.gone and not self._transport.is_closing():
+            self._transport.write(self._unsent)
+        self._unsent = b""
 
     def end(self, last: bytes = b"") -> None:
         """End the chunked body, with `last` as its final chunk."""
         if self.response_complete:
             return
         if not self.gone and not self._transport.is_closing():
-            self._transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(last), last) if last
-                                  else b"0\r\n\r\n")
+            self._transport.write(b"%s%x\r\n%s\r\n0\r\n\r\n" % (self._unsent, len(last), last)
+                                  if last else self._unsent + b"0\r\n\r\n")
+        self._unsent = b""
         self._complete()
 
     def respond(self, status: int, headers: Headers, body: bytes) -> None:
@@ -206,6 +223,7 @@ class Exchange(DirectChannel):
 
     def abort(self) -> None:
         """Drop the connection: the response cannot be ended properly."""
+        self._unsent = b""
         self._transport.close()
         self._complete()
 
@@ -233,6 +251,7 @@ class StreamRoutes(Protocol):
     """Routes the protocol can serve below ASGI (see the module's docstring)."""
 
     max_body: int
+    loop: asyncio.AbstractEventLoop  # the server's
 
     def claims(self, path: str) -> bool:
         """Whether a POST to `path` may be one of ours: its body is then kept for `start`."""
@@ -254,10 +273,58 @@ class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol: a `DirectChannel` per scope; stream routes below ASGI."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        routes = kwargs.get("app_state", {}).get(STREAM_ROUTES)
+        if kwargs.get("_loop") is None and routes is not None:
+            # uvicorn passes no loop, so each connection would look it up: on
+            # Python 3.11 a getpid() system call per lookup.
+            kwargs["_loop"] = routes.loop
         super().__init__(*args, **kwargs)
         # Requests of this connection whose responses may still be running
         # (more than one only when the client pipelines).
         self._channels: list[DirectChannel] = []
+        self._addressed = False
+
+    # A stream served below ASGI needs no scope and no addresses. uvicorn
+    # builds both for every request and looks the addresses up for every
+    # connection (two system calls and two socket objects); here they are
+    # made only when the app is to see a request.
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.connections.add(self)
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        if self.logger.level <= TRACE_LOG_LEVEL:
+            self._address()
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", prefix)
+
+    def _address(self) -> None:
+        if not self._addressed:
+            self._addressed = True
+            self.server = get_local_addr(self.transport)
+            self.client = get_remote_addr(self.transport)
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
+
+    def _new_scope(self) -> None:
+        """The scope uvicorn's `on_message_begin` would have made for this request."""
+        self._address()
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
 
     def _keep(self, channel: DirectChannel) -> None:
         channels = []
@@ -275,6 +342,7 @@ class HttpProtocol(HttpToolsProtocol):
             self.cycle = exchange  # type: ignore[assignment]
             self._keep(exchange)
             return
+        self._new_scope()
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:
@@ -294,7 +362,6 @@ class HttpProtocol(HttpToolsProtocol):
                 or (self.cycle is not None and not self.cycle.response_complete)
                 or parser.should_upgrade()):
             return None
-        http_version = parser.get_http_version()
         parsed = httptools.parse_url(self.url)
         raw_path: bytes = parsed.path
         path = raw_path.decode("ascii")
@@ -305,16 +372,8 @@ class HttpProtocol(HttpToolsProtocol):
             if name == b"content-length" and (not value.isdigit()
                                               or int(value) > routes.max_body):
                 return None
-        # What uvicorn puts in the scope, in case the app gets the request after all.
-        scope = self.scope
-        scope["method"] = "POST"
-        if http_version != "1.1":
-            scope["http_version"] = http_version
-        scope["path"] = path
-        scope["raw_path"] = raw_path
-        scope["query_string"] = parsed.query or b""
-        return Exchange(self, path, self.headers,
-                        keep_alive=http_version != "1.0" and parser.should_keep_alive())
+        return Exchange(self, path, self.headers, keep_alive=(
+            parser.get_http_version() != "1.0" and parser.should_keep_alive()))
 
     def on_body(self, body: bytes) -> None:
         exchange: object = self.cycle
@@ -372,6 +431,16 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _to_app(self, exchange: Exchange, *, more_body: bool) -> None:
         """Hand a claimed request to the app as uvicorn would have, with the body read so far."""
+        self._new_scope()
+        scope = self.scope
+        scope["method"] = "POST"
+        http_version = self.parser.get_http_version()
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        parsed = httptools.parse_url(self.url)
+        scope["path"] = exchange.path
+        scope["raw_path"] = parsed.path
+        scope["query_string"] = parsed.query or b""
         cycle = RequestResponseCycle(
             scope=self.scope,
             transport=self.transport,
@@ -410,7 +479,7 @@ class HttpProtocol(HttpToolsProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         for channel in self._channels:
-            channel._paused = True
+            channel.paused = True
 
     def resume_writing(self) -> None:
         super().resume_writing()

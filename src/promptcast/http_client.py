@@ -3,12 +3,15 @@
 Why not httpx here: per chunk relayed, httpx's layers (httpcore, h11, anyio,
 sniffio) cost more CPU than the rest of the relay put together (see
 docs/benchmarks.md). This client is an asyncio Protocol fed by httptools' C
-parser: a body chunk costs one callback and one wake-up of the reader.
+parser. The parser appends each body chunk to a list (a C call, no Python
+frame), and each socket read hands its chunks over at once: one wake-up of
+the reader, or one call of a push listener, per read rather than per chunk.
 
-    loop ──data_received──▶ parser ──on_body──▶ deque ──(wake)──▶ `async for chunk in response`
-                                    (pause_reading above the high-water mark; resume below)
-                                          └──▶ `deliver(on_body, on_end)`: each chunk handed
-                                               over inside the read callback, no task hop
+    loop ──data_received──▶ parser ──(append)──▶ the read's chunks
+            ├──▶ deque ──(wake)──▶ `async for chunk in response`
+            │      (pause_reading above the high-water mark; resume below)
+            └──▶ `deliver(on_bodies, on_end, on_read)`: a read's chunks handed over
+                 inside the read callback, no task hop
 
 Connections are kept alive and reused per (scheme, host, port) when a
 response was read to its end; one given up part-way is closed.
@@ -67,11 +70,16 @@ class _Origin:
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection; holds at most one response in flight."""
 
-    __slots__ = ("_header_name", "_headers", "_paused", "closed", "parser", "response",
-                 "transport")
+    __slots__ = ("_bodies", "_header_name", "_headers", "_paused", "closed", "loop",
+                 "on_body", "parser", "response", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # httptools calls `on_body` per body chunk: a bound `list.append`, so a
+        # chunk costs no Python frame; a read's chunks are handed over after it.
+        self._bodies: list[bytes] = []
+        self.on_body = self._bodies.append
         self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.response: Response | None = None
         self.closed = False
@@ -84,6 +92,9 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports quack like asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        # Looked up once a connection, not once a request: on Python 3.11 each
+        # lookup of the running loop is a getpid() system call.
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -95,15 +106,28 @@ class _Connection(asyncio.Protocol):
             if isinstance(exc, httptools.HttpParserCallbackError) and exc.__context__:
                 # Our own callback raised: a bug here, not a broken upstream.
                 log.error("a response callback failed", exc_info=exc.__context__)
+            self._hand_over()  # what came whole before the fault goes first
             self._fail(HTTPClientError(f"the upstream broke HTTP/1.1: {exc}"))
             self.close()
             return
         response = self.response
-        if response is not None and response.on_read is not None:
+        if response is None:
+            self._bodies.clear()
+            return
+        bodies = self._bodies
+        if bodies:
+            on_bodies = response.on_bodies
+            if on_bodies is not None:  # push mode, inline: a call fewer per read
+                on_bodies(bodies)
+                bodies.clear()
+            else:
+                self._hand_over()
+        if response.on_read is not None:
             response.on_read()
 
     def eof_received(self) -> bool | None:
         # A body delimited by the connection's end is complete at EOF.
+        self._hand_over()
         response = self.response
         if response is not None and not response.complete and response.headers_done \
                 and response.until_close:
@@ -151,22 +175,29 @@ class _Connection(asyncio.Protocol):
         )
         response.wake()
 
-    def on_body(self, body: bytes) -> None:
+    def _hand_over(self) -> None:
+        """Give the body chunks parsed so far to the response: its push listener, or its deque."""
+        bodies = self._bodies
         response = self.response
-        if response is None:
+        if not bodies or response is None:
+            bodies.clear()
             return
-        on_body = response.on_body
-        if on_body is not None:
-            on_body(body)
+        on_bodies = response.on_bodies
+        if on_bodies is not None:
+            on_bodies(bodies)
+            bodies.clear()
             return
-        response.chunks.append(body)
-        response.buffered += len(body)
+        response.chunks.extend(bodies)
+        response.buffered += sum(map(len, bodies))
+        bodies.clear()
         if response.buffered > _HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
         response.wake()
 
     def on_message_complete(self) -> None:
+        # The body's last chunks reach the response before its end does.
+        self._hand_over()
         response = self.response
         if response is None:
             return
@@ -180,6 +211,7 @@ class _Connection(asyncio.Protocol):
     def start(self, response: Response) -> None:
         self.response = response
         self._headers = {}
+        self._bodies.clear()
         self.parser = httptools.HttpResponseParser(self)
 
     def consumed(self, size: int) -> None:
@@ -235,7 +267,7 @@ class Response:
     buffered: int = 0
     _waiter: asyncio.Future[None] | None = None
     _released: bool = False
-    on_body: Callable[[bytes], None] | None = None
+    on_bodies: Callable[[list[bytes]], None] | None = None
     on_end: Callable[[HTTPClientError | None], None] | None = None
     on_read: Callable[[], None] | None = None
     _push_paused: bool = False
@@ -250,25 +282,26 @@ class Response:
         on_end = self.on_end
         if on_end is not None:
             on_read = self.on_read
-            self.on_end = self.on_body = self.on_read = None
+            self.on_end = self.on_bodies = self.on_read = None
             if on_read is not None:
                 on_read()  # what this read carried before the end goes first
             on_end(self.error)
         else:
             self.wake()
 
-    def deliver(self, on_body: Callable[[bytes], None],
+    def deliver(self, on_bodies: Callable[[list[bytes]], None],
                 on_end: Callable[[HTTPClientError | None], None],
                 on_read: Callable[[], None]) -> None:
-        """From now on hand each body chunk to `on_body` as it is read, then call `on_end` once.
+        """From now on hand each read's body chunks to `on_bodies`, then call `on_end` once.
 
-        `on_read` follows the chunks of each socket read (a read may carry
-        several). Chunks already read are handed over first, inside this call,
-        then `on_read`. `on_end` gets None when the body is complete, the error
-        when it failed; the listener still closes the response (`close()`),
-        which may happen inside any of the callbacks.
+        `on_bodies` gets the chunks of one socket read, in order, in a list it
+        must not keep (it is reused); `on_read` follows every read. Chunks already read are handed
+        over first, inside this call, then `on_read`. `on_end` gets None when
+        the body is complete, the error when it failed; the listener still
+        closes the response (`close()`), which may happen inside any of the
+        callbacks.
         """
-        self.on_body = on_body
+        self.on_bodies = on_bodies
         self.on_end = on_end
         self.on_read = on_read
         chunks = self.chunks
@@ -276,13 +309,14 @@ class Response:
         # Paused above the pull mode's high-water mark: from here on only the
         # listener pauses reading.
         was_paused = conn.paused
-        while chunks and self.on_body is not None:
-            chunk = chunks.popleft()
-            self.buffered -= len(chunk)
-            on_body(chunk)
+        if chunks:
+            batch = list(chunks)
+            chunks.clear()
+            self.buffered = 0
+            on_bodies(batch)
         if self.on_read is not None:
             self.on_read()
-        if self.on_body is None:
+        if self.on_bodies is None:
             return
         if was_paused and not self._push_paused:
             conn.resume()
@@ -299,7 +333,8 @@ class Response:
         self._conn.resume()
 
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = self._conn.loop or asyncio.get_running_loop()
+        self._waiter = loop.create_future()
         try:
             await self._waiter
         finally:
@@ -344,7 +379,7 @@ class Response:
         if self._released:
             return
         self._released = True
-        self.on_body = self.on_end = self.on_read = None
+        self.on_bodies = self.on_end = self.on_read = None
         conn = self._conn
         if self.complete and self.keep_alive and not conn.closed and self.error is None:
             conn.response = None

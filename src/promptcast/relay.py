@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -134,25 +135,29 @@ class Relay:
     # Slots: with a thousand streams open, each chunk's objects are cold in the
     # cache; attributes inline in the object are fewer lines to fetch than a dict.
     __slots__ = (
-        "_channel", "_client_gone", "_done", "_events", "_finished", "_id_prefix",
+        "_channel", "_client_gone", "_done", "_events", "_finished", "_id_format", "_id_prefix",
         "_last_event", "_last_write", "_limits", "_loop", "_openai_errors", "_paused",
         "_pending", "_pusher", "_reason", "_refused", "_seq", "_settled", "_start", "_store",
         "_store_paused", "_stream_id", "_terminal", "_timer", "_unstored", "last_frame", "stats",
     )
 
     def __init__(self, events: EventStream, limits: Limits, stream_id: str, *,
-                 openai_errors: bool = False) -> None:
+                 openai_errors: bool = False,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._events = events
         self._openai_errors = openai_errors
         self._limits = limits
         self.stats = StreamStats(stream_id)
         self._id_prefix = f"id: {stream_id}.".encode()
+        self._id_format = self._id_prefix.replace(b"%", b"%%") + b"%d\n%s\n\n"
         self._stream_id = stream_id
         self._seq = 0
         self._reason: PromptcastError | None = None
         self._client_gone = False
         self._finished = False
-        self._loop = asyncio.get_running_loop()
+        # The caller's loop if it has it at hand: on Python 3.11 each lookup of
+        # the running loop is a getpid() system call, and this is once a stream.
+        self._loop = loop or asyncio.get_running_loop()
         now = self._loop.time()
         self._start = now
         self._last_event: float | None = None
@@ -579,6 +584,41 @@ class Relay:
                 self._count_usage(payload.decode())
         except Exception as exc:
             self._failed(exc)
+
+    def plain(self, run: sse.Run) -> None:
+        """`data()` for each event of `run`, framed all at once: no Python step per event."""
+        if self._settled:
+            return
+        lines = run.lines
+        if self._last_event is None:
+            # The first event starts the clocks: the general path, for it alone.
+            self.data(lines[0][6:])
+            lines = lines[1:]
+            if self._settled or not lines:
+                return
+        done = lines.count(b"data: [DONE]")  # a length check per line: cheap
+        if done:
+            lines = lines[:lines.index(b"data: [DONE]")]
+        try:
+            if lines:
+                seq = self._seq
+                count = len(lines)
+                self._seq = seq + count
+                self.stats.chunks += count
+                # Each event keeps its bytes; our `id:` line goes in front of it.
+                # One format for the lot: the per-event work stays in C.
+                ids = range(seq + 1, seq + count + 1)
+                self._pending.append((self._id_format * count) % tuple(
+                    itertools.chain.from_iterable(zip(ids, lines, strict=True))))
+                if b'"usage":{' in run.raw:
+                    for line in lines:
+                        if b'"usage":{' in line:
+                            self._count_usage(line[6:].decode())
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if done:
+            self.data(b"[DONE]")
 
     def flush(self) -> None:
         """The end of one upstream read: write the events it carried, in one write.

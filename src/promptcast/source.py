@@ -19,7 +19,7 @@ from .providers import ChatChunk, ChunkStream, PushChunks
 from .redact import safe_url
 from .schemas import OptimizeRequest
 from .service import ModelService
-from .sse import Decoder, Event
+from .sse import Decoder, Event, Run
 
 DONE = Event(data="[DONE]")
 
@@ -37,6 +37,9 @@ class EventListener(Protocol):
 
     def data(self, payload: bytes) -> None:
         """`event()` for a plain one-line message event, as its (UTF-8) bytes."""
+
+    def plain(self, run: Run) -> None:
+        """`data()` for each event of `run`: plain events as they came (`Decoder.feed_block`)."""
 
     def flush(self) -> None:
         """The events of one upstream read were all handed over.
@@ -73,6 +76,9 @@ class _Closed:
     def data(self, payload: bytes) -> None:
         pass
 
+    def plain(self, run: Run) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 
@@ -92,7 +98,8 @@ class Source(Protocol):
 class ChunkEvents:
     """A provider's chunk stream as SSE events, with `[DONE]` once it completed."""
 
-    __slots__ = ("_chunks", "_include_usage", "_listener", "flush", "passthrough")
+    __slots__ = ("_chunks", "_include_usage", "_listener", "flush", "passthrough",
+                 "passthrough_run")
 
     def __init__(self, chunks: ChunkStream, *, include_usage: bool = True) -> None:
         self._chunks = chunks
@@ -100,6 +107,7 @@ class ChunkEvents:
         self._listener: EventListener = _CLOSED
         # The listener's own, once pushing: the provider calls them without a hop here.
         self.passthrough: Callable[[bytes], None] = _CLOSED.data
+        self.passthrough_run: Callable[[Run], None] = _CLOSED.plain
         self.flush: Callable[[], None] = _CLOSED.flush
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -129,6 +137,7 @@ class ChunkEvents:
     def push(self, listener: EventListener) -> None:
         self._listener = listener
         self.passthrough = listener.data
+        self.passthrough_run = listener.plain
         self.flush = listener.flush
         self._pusher.push(self)
 
@@ -156,6 +165,7 @@ class ChunkEvents:
         # go, so the pair is freed without the cyclic collector.
         self._listener = _CLOSED
         self.passthrough = _CLOSED.data
+        self.passthrough_run = _CLOSED.plain
         self.flush = _CLOSED.flush
         self._pusher.close()
 
@@ -285,21 +295,28 @@ class _HttpEvents:
     def push(self, listener: EventListener) -> None:
         self._listener = listener
         # The end of a read goes straight to the listener: one call less per chunk.
-        self._response.deliver(self._on_body, self._on_end, listener.flush)
+        self._response.deliver(self._on_bodies, self._on_end, listener.flush)
 
-    def _on_body(self, raw: bytes) -> None:
-        payload = self._decoder.simple_event(raw)
-        if payload is not None:
-            self._listener.data(payload)
-            return
+    def _on_bodies(self, bodies: list[bytes]) -> None:
+        """One upstream read's body chunks: one event (as the model writes), or many at once."""
+        decoder = self._decoder
+        if len(bodies) == 1:
+            payload = decoder.simple_event(bodies[0])
+            if payload is not None:
+                self._listener.data(payload)
+                return
         try:
-            events = self._decoder.feed(raw)
+            before, run, after = decoder.feed_block(bodies)
         except SSEProtocolError as exc:
             self._response.close()
             self._listener.end(exc)
             return
         listener = self._listener
-        for event in events:
+        for event in before:
+            listener.event(event)
+        if run is not None:
+            listener.plain(run)
+        for event in after:
             listener.event(event)
 
     def _on_end(self, error: HTTPClientError | None) -> None:

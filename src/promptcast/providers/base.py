@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..errors import PromptcastError
+from ..sse import Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,9 @@ class ChunkListener(Protocol):
 
     # A plain content chunk (no finish, usage or error), left unparsed: its JSON, UTF-8.
     passthrough: Callable[[bytes], None]
+    # Several, as the upstream sent them (`sse.Decoder.feed_block`), each a plain
+    # content chunk.
+    passthrough_run: Callable[[Run], None]
     # The chunks of one upstream read were all handed over. Also called for
     # reads that end after the stream did (until it is closed): a no-op then.
     flush: Callable[[], None]

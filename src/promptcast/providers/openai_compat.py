@@ -11,7 +11,7 @@ from ..errors import PromptcastError, SSEProtocolError, UpstreamError
 from ..http_client import HTTPClient, HTTPClientError, Response
 from ..models import ModelSpec
 from ..redact import Redactor, safe_url
-from ..sse import Decoder, Event
+from ..sse import Decoder, Event, Run
 from .base import ChatChunk, ChatRequest, ChunkListener
 
 _ERROR_BODY_LIMIT = 16 * 1024
@@ -128,8 +128,8 @@ async def _error_detail(response: Response) -> str:
 
 
 class _OpenAIStream:
-    __slots__ = ("_decoder", "_finished", "_listener", "_model", "_passthrough", "_redact",
-                 "_response")
+    __slots__ = ("_decoder", "_finished", "_listener", "_model", "_passthrough",
+                 "_passthrough_run", "_redact", "_response")
 
     def __init__(
         self, model: str, response: Response, redact: Redactor, max_event_bytes: int
@@ -141,6 +141,7 @@ class _OpenAIStream:
                                 strict_utf8=True)
         self._listener: ChunkListener | None = None
         self._passthrough: Callable[[bytes], None] | None = None
+        self._passthrough_run: Callable[[Run], None] | None = None
         self._finished = False
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
@@ -207,22 +208,43 @@ class _OpenAIStream:
     def push(self, listener: ChunkListener) -> None:
         self._listener = listener
         self._passthrough = listener.passthrough
+        self._passthrough_run = listener.passthrough_run
         # The end of a read goes straight to the listener. Reads can still end
         # after the stream did (`[DONE]` does not close the response), until
         # `close()`: the listener's flush takes that (ChunkListener).
-        self._response.deliver(self._on_body, self._on_end, listener.flush)
+        self._response.deliver(self._on_bodies, self._on_end, listener.flush)
 
-    def _on_body(self, raw: bytes) -> None:
+    def _on_bodies(self, bodies: list[bytes]) -> None:
+        """One upstream read's body chunks: one event (as models write), or many at once."""
         passthrough = self._passthrough
         if passthrough is None:
             return
-        payload = self._decoder.simple_event(raw)
-        if payload is not None and _plain_content(payload):
-            passthrough(payload)
-            return
+        decoder = self._decoder
+        if len(bodies) == 1:
+            payload = decoder.simple_event(bodies[0])
+            if payload is not None and _plain_content(payload):
+                passthrough(payload)
+                return
+            if payload is not None:
+                self._on_events([Event(payload.decode())])
+                return
         try:
-            events = ([Event(payload.decode())] if payload is not None
-                      else self._decoder.feed(raw))
+            before, run, after = decoder.feed_block(bodies)
+        except PromptcastError as exc:
+            self._end(exc)
+            return
+        self._on_events(before)
+        if run is not None:
+            if _plain_run(run.raw):
+                if self._passthrough_run is not None:
+                    self._passthrough_run(run)
+            else:
+                # The stream's end, say: event by event.
+                self._on_events([Event(line[6:].decode()) for line in run.lines])
+        self._on_events(after)
+
+    def _on_events(self, events: list[Event]) -> None:
+        try:
             for event in events:
                 listener = self._listener
                 if listener is None:
@@ -230,7 +252,8 @@ class _OpenAIStream:
                 data = event.data
                 encoded = data.encode() if event.event == "message" else b""
                 if encoded and _plain_content(encoded):
-                    passthrough(encoded)
+                    assert self._passthrough is not None
+                    self._passthrough(encoded)
                 elif data == "[DONE]":
                     self._end(None)
                 else:
@@ -256,7 +279,7 @@ class _OpenAIStream:
 
     def _end(self, error: PromptcastError | None) -> None:
         listener, self._listener = self._listener, None
-        self._passthrough = None
+        self._passthrough = self._passthrough_run = None
         if error is not None:
             self._response.close()
         if listener is not None:
@@ -269,8 +292,16 @@ class _OpenAIStream:
         self._response.resume_reading()
 
     def close(self) -> None:
-        self._listener = self._passthrough = None
+        self._listener = self._passthrough = self._passthrough_run = None
         self._response.close()
+
+
+def _plain_run(raw: bytes) -> bool:
+    """`_plain_content` of every event of a `sse.Run`'s bytes, by counts over all of them."""
+    events = raw.count(b'"finish_reason":null}]}\n\n')
+    return (raw[:7] == b"data: {" and raw.count(b"\ndata: {") == events - 1
+            and raw.count(b'"finish_reason"') == events and raw.count(b"\n") == 2 * events
+            and b'"error"' not in raw and b'"usage":{' not in raw)
 
 
 def _plain_content(data: bytes) -> bool:
