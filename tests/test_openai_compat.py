@@ -8,15 +8,17 @@ chunk the full parse would pass on unchanged with nothing to note.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from promptcast.providers.openai_compat import _plain_content, _plain_run
+from promptcast.providers.openai_compat import _OpenAIStream, _plain_content, _plain_run
+from promptcast.redact import Redactor
 from promptcast.sse import Decoder
 
-from .upstream_double import chunk_json
+from .upstream_double import chunk_json, event
 
 
 def _two_choices() -> str:
@@ -57,6 +59,45 @@ CHUNKS = [chunk_json("你好"), chunk_json("", role="assistant"), chunk_json(fin
 def test_a_run_is_plain_exactly_when_each_of_its_chunks_is(chunks: list[str]) -> None:
     decoder = Decoder(strict_utf8=True)
     decoder.feed(b"data: first\n\n")
-    _, run, _ = decoder.feed_block([f"data: {c}\n\n".encode() for c in chunks])
+    _, run, _, _ = decoder.feed_block([f"data: {c}\n\n".encode() for c in chunks])
     assert run is not None
     assert _plain_run(run.raw) is all(_plain_content(c.encode()) for c in chunks)
+
+
+class _Response:
+    """What `_OpenAIStream` pushes from: the test hands it a read's chunks."""
+
+    def deliver(self, on_bodies: Any, on_end: Any, on_read: Any) -> None:
+        self.on_bodies = on_bodies
+
+    def close(self) -> None:
+        pass
+
+
+class _Listener:
+    """A ChunkListener that records what reaches it, in order."""
+
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+        self.passthrough = self.got.append
+        self.passthrough_run = lambda run: self.got.extend(line[6:] for line in run.lines)
+        self.flush = lambda: None
+
+    def chunk(self, chunk: Any) -> None:
+        self.got.append(chunk.data.encode())
+
+    def end(self, error: Any) -> None:
+        self.got.append(("end", type(error).__name__))
+
+
+@pytest.mark.parametrize("fault", [b"data: " + b"x" * 600, b"data: \xff\n\n"],
+                         ids=["line over the limit", "invalid utf-8"])
+def test_events_before_a_fault_in_the_same_read_still_reach_the_client(fault: bytes) -> None:
+    good = [chunk_json("", role="assistant"), chunk_json("a"), chunk_json("b")]
+    response = _Response()
+    stream = _OpenAIStream("m", response, Redactor(()), max_event_bytes=512)  # type: ignore[arg-type]
+    listener = _Listener()
+    stream.push(listener)  # type: ignore[arg-type]
+    # Four HTTP chunks that one socket read brought: three whole events, then the fault.
+    response.on_bodies([event(c) for c in good] + [fault])
+    assert listener.got == [*(c.encode() for c in good), ("end", "SSEProtocolError")]

@@ -17,7 +17,7 @@ from promptcast.streams.memory import MemoryStore
 
 from .conftest import RedisServer, RunningServer
 from .sse_client import Received, events_of, get_stream, post_stream
-from .upstream_double import Script, UpstreamDouble, wait_until
+from .upstream_double import Script, UpstreamDouble, chunk_json, event, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -303,3 +303,30 @@ async def test_a_memory_store_takes_a_frame_at_once() -> None:
     store.append_nowait("s", 2, b"data: 2\n\n")
     with pytest.raises(StreamTooLarge):
         store.append_nowait("s", 3, b"data: 3\n\n")
+
+
+def _burst_in_one_read(n: int = 5) -> Script:
+    """A role chunk, `n` content events in ONE upstream write (one read: one run), the end."""
+    return Script.raw(event(chunk_json("", role="assistant")),
+                      b"".join(event(chunk_json(f"<{i}>")) for i in range(n)),
+                      event(chunk_json(finish="stop")), b"data: [DONE]\n\n")
+
+
+async def test_a_resume_inside_a_read_of_many_events_gets_the_rest_once(
+        resumable_server: Callable[..., RunningServer], upstream: UpstreamDouble) -> None:
+    # The store keeps an event an entry even when many came in one read.
+    server = resumable_server()
+    upstream.enqueue(_burst_in_one_read(5))
+    whole = await post_stream(f"{server.url}/optimize-stream", {**PROMPT, "model": "scripted"})
+    assert whole.status == 200 and whole.terminal.data == "[DONE]"
+    stream_id = whole.headers["x-stream-id"]
+    ids = [e.id for e in whole.events]
+    assert ids == [f"{stream_id}.{n}" for n in range(1, len(ids) + 1)]
+    rest = await get_stream(f"{server.url}/optimize-stream/{stream_id}",
+                            {"Last-Event-ID": f"{stream_id}.3"})
+    assert rest.status == 200, (rest.status, rest.body)
+    assert [e.id for e in rest.events] == ids[3:]
+    # The last id seen: nothing left, the stream is over.
+    done = await get_stream(f"{server.url}/optimize-stream/{stream_id}",
+                            {"Last-Event-ID": whole.terminal.id})
+    assert done.status == 204, (done.status, done.body)

@@ -455,7 +455,9 @@ def test_simple_event_never_disagrees(prefix: bytes, body: bytes) -> None:
 
 def _block_events(decoder: Decoder, chunks: list[bytes]) -> tuple[list[Event], bool]:
     """feed_block's answer as the events feed would make of it, and whether it made a run."""
-    before, run, after = decoder.feed_block(chunks)
+    before, run, after, error = decoder.feed_block(chunks)
+    if error is not None:
+        raise error
     if run is None:
         return before + after, False
     assert run.raw == b"".join(line + b"\n\n" for line in run.lines)
@@ -524,3 +526,17 @@ def test_feed_block_never_disagrees(prefix: bytes, raw: bytes, cuts: list[int]) 
     got, expected, _ = _feed_and_block(prefix, split_at(raw, cuts), strict_utf8=True,
                                        max_event_bytes=64)
     assert got == expected
+
+
+@pytest.mark.parametrize("fault", [b"data: " + b"x" * 40, b"data: \xff\n\n"],
+                         ids=["line over the limit", "invalid utf-8"])
+def test_feed_block_returns_the_events_before_a_fault_with_it(fault: bytes) -> None:
+    decoder = Decoder(max_line_bytes=32, max_event_bytes=32, strict_utf8=True)
+    decoder.feed(b"data: 0\n\n")
+    before, run, after, error = decoder.feed_block(
+        [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n", fault])
+    got = before + ([Event(line[6:].decode()) for line in run.lines] if run else []) + after
+    assert [e.data for e in got] == ["1", "2", "3"]
+    assert isinstance(error, SSEProtocolError)
+    with pytest.raises(SSEProtocolError):  # the stream stays broken
+        decoder.feed_block([b"data: 4\n\n"])

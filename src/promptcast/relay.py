@@ -169,6 +169,8 @@ class Relay:
         self._terminal: bytes | None = None
         self._settled = False
         self._paused = False
+        # Framed events not yet written: for a client, a read's worth (any item may
+        # hold several); for a store, one event an item.
         self._pending: list[bytes] = []
         self.last_frame = b""
         self._timer: asyncio.TimerHandle | None = None
@@ -606,10 +608,16 @@ class Relay:
                 self._seq = seq + count
                 self.stats.chunks += count
                 # Each event keeps its bytes; our `id:` line goes in front of it.
-                # One format for the lot: the per-event work stays in C.
                 ids = range(seq + 1, seq + count + 1)
-                self._pending.append((self._id_format * count) % tuple(
-                    itertools.chain.from_iterable(zip(ids, lines, strict=True))))
+                if self._store is None:
+                    # One format for the lot: the per-event work stays in C.
+                    self._pending.append((self._id_format * count) % tuple(
+                        itertools.chain.from_iterable(zip(ids, lines, strict=True))))
+                else:
+                    # A store keeps an entry per event (`_to_store`): a frame each.
+                    prefix = self._id_prefix
+                    self._pending += [b"%s%d\n%s\n\n" % (prefix, n, line)
+                                      for n, line in zip(ids, lines, strict=True)]
                 if b'"usage":{' in run.raw:
                     for line in lines:
                         if b'"usage":{' in line:

@@ -306,11 +306,9 @@ class _HttpEvents:
                 self._listener.data(payload)
                 return
         try:
-            before, run, after = decoder.feed_block(bodies)
+            before, run, after, error = decoder.feed_block(bodies)
         except SSEProtocolError as exc:
-            self._response.close()
-            self._listener.end(exc)
-            return
+            before, run, after, error = [], None, [], exc
         listener = self._listener
         for event in before:
             listener.event(event)
@@ -318,6 +316,9 @@ class _HttpEvents:
             listener.plain(run)
         for event in after:
             listener.event(event)
+        if error is not None:
+            self._response.close()
+            self._listener.end(error)
 
     def _on_end(self, error: HTTPClientError | None) -> None:
         if error is None:

@@ -7,10 +7,11 @@ line (never per chunk), so a character split across reads is always joined.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from promptcast.errors import SSEProtocolError
 
-__all__ = ["Decoder", "Event", "Run", "comment", "encode"]
+__all__ = ["Block", "Decoder", "Event", "Run", "comment", "encode"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -31,6 +32,15 @@ class Run:
     raw: bytes
     lines: list[bytes]  # each event's `data: ...` line, without its line end
     id: str  # the last event id as of these events, as `Event.id`
+
+
+class Block(NamedTuple):
+    """What one read's chunks held (`Decoder.feed_block`), in stream order."""
+
+    before: list[Event]
+    run: Run | None
+    after: list[Event]
+    error: SSEProtocolError | None  # the stream broke after all of the above
 
 
 class Decoder:
@@ -174,39 +184,42 @@ class Decoder:
         self._last_event_id = self._id
         return data
 
-    def feed_block(self, chunks: list[bytes]) -> tuple[list[Event], Run | None, list[Event]]:
+    def feed_block(self, chunks: list[bytes]) -> Block:
         """`feed` for one read's `chunks`, with its run of plain events left undecoded.
 
-        Returns the events before the run (the end of one a previous read
-        began), the run (whole `data: ...` events of one line each, LF-framed,
-        as they came; None if there is none) and the events after it. The
-        relay's fast path at full speed: a run is checked all at once, by C
-        loops (split, count) rather than a Python step per line, and passed on
-        without being decoded. A read that is anything else (CR line ends,
-        comments, other fields) is decoded by `feed`, all in `before`.
+        The relay's fast path at full speed: the run (whole `data: ...` events
+        of one line each, LF-framed, as they came) is checked all at once, by
+        C loops (split, count) rather than a Python step per line, and passed
+        on without being decoded. Chunks until the first event boundary (the
+        end of an event a previous read began), and a read that is anything
+        else (CR line ends, comments, other fields), are fed one by one, as
+        `feed` would be: a chunk that breaks the stream ends the block, after
+        the events of the chunks before it.
         """
         if self._error is not None:
             raise self._error
-        block = b"".join(chunks)
-        start = 0
         before: list[Event] = []
-        if not self._at_boundary():
-            # Finish what the previous read began, up to the first blank line.
-            start = block.find(b"\n\n") + 2
-            if start < 2:
-                return self.feed(block), None, []
-            before = self.feed(block[:start])
-            if not self._at_boundary():
-                return before + self.feed(block[start:]), None, []
-        end = block.rfind(b"\n\n", start) + 2
-        if end < start + 2:
-            return before + self.feed(block[start:]), None, []
-        raw = block[start:end] if start or end < len(block) else block
-        run = self._plain_run(raw)
-        if run is None:
-            return before + self.feed(block[start:]), None, []
-        self._last_event_id = self._id
-        return before, run, self.feed(block[end:]) if end < len(block) else []
+        count = len(chunks)
+        i = 0
+        try:
+            while i < count and not self._at_boundary():
+                before += self.feed(chunks[i])
+                i += 1
+            rest = b"".join(chunks[i:]) if i else b"".join(chunks)
+            end = rest.rfind(b"\n\n") + 2
+            run = self._plain_run(rest[:end] if end < len(rest) else rest) if end > 1 else None
+            if run is None:
+                while i < count:
+                    before += self.feed(chunks[i])
+                    i += 1
+                return Block(before, None, [], None)
+            self._last_event_id = self._id
+        except SSEProtocolError as exc:
+            return Block(before, None, [], exc)
+        try:
+            return Block(before, run, self.feed(rest[end:]) if end < len(rest) else [], None)
+        except SSEProtocolError as exc:
+            return Block(before, run, [], exc)
 
     def _at_boundary(self) -> bool:
         """Between events, past the stream's start: nothing pending."""

@@ -229,10 +229,9 @@ class _OpenAIStream:
                 self._on_events([Event(payload.decode())])
                 return
         try:
-            before, run, after = decoder.feed_block(bodies)
-        except PromptcastError as exc:
-            self._end(exc)
-            return
+            before, run, after, error = decoder.feed_block(bodies)
+        except SSEProtocolError as exc:
+            before, run, after, error = [], None, [], exc
         self._on_events(before)
         if run is not None:
             if _plain_run(run.raw):
@@ -242,6 +241,8 @@ class _OpenAIStream:
                 # The stream's end, say: event by event.
                 self._on_events([Event(line[6:].decode()) for line in run.lines])
         self._on_events(after)
+        if error is not None:
+            self._end(error)
 
     def _on_events(self, events: list[Event]) -> None:
         try:
