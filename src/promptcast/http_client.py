@@ -110,19 +110,10 @@ class _Connection(asyncio.Protocol):
             self._fail(HTTPClientError(f"the upstream broke HTTP/1.1: {exc}"))
             self.close()
             return
+        if self._bodies:
+            self._hand_over()
         response = self.response
-        if response is None:
-            self._bodies.clear()
-            return
-        bodies = self._bodies
-        if bodies:
-            on_bodies = response.on_bodies
-            if on_bodies is not None:  # push mode, inline: a call fewer per read
-                on_bodies(bodies)
-                bodies.clear()
-            else:
-                self._hand_over()
-        if response.on_read is not None:
+        if response is not None and response.on_read is not None:
             response.on_read()
 
     def eof_received(self) -> bool | None:

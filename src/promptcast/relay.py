@@ -598,7 +598,7 @@ class Relay:
             lines = lines[1:]
             if self._settled or not lines:
                 return
-        done = lines.count(b"data: [DONE]")  # a length check per line: cheap
+        done = b"data: [DONE]" in lines  # a length check per line: cheap
         if done:
             lines = lines[:lines.index(b"data: [DONE]")]
         try:

@@ -166,8 +166,7 @@ class Decoder:
         at an event boundary, past the stream's start, data within the limits
         and UTF-8 (when strict). None means "use `feed`", never an error.
         """
-        if (self._bom_head is not None or self._skip_lf or self._partial or self._data
-                or self._event or self._error is not None):
+        if self._error is not None or not self._at_boundary():
             return None
         size = len(chunk)
         if (size > self._max_line or chunk[:6] != b"data: " or chunk[-2:] != b"\n\n"
@@ -205,9 +204,9 @@ class Decoder:
             while i < count and not self._at_boundary():
                 before += self.feed(chunks[i])
                 i += 1
-            rest = b"".join(chunks[i:]) if i else b"".join(chunks)
+            rest = b"".join(chunks[i:])
             end = rest.rfind(b"\n\n") + 2
-            run = self._plain_run(rest[:end] if end < len(rest) else rest) if end > 1 else None
+            run = self._plain_run(rest[:end]) if end > 1 else None
             if run is None:
                 while i < count:
                     before += self.feed(chunks[i])
@@ -217,7 +216,7 @@ class Decoder:
         except SSEProtocolError as exc:
             return Block(before, None, [], exc)
         try:
-            return Block(before, run, self.feed(rest[end:]) if end < len(rest) else [], None)
+            return Block(before, run, self.feed(rest[end:]), None)
         except SSEProtocolError as exc:
             return Block(before, run, [], exc)
 

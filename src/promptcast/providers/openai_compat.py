@@ -222,11 +222,11 @@ class _OpenAIStream:
         decoder = self._decoder
         if len(bodies) == 1:
             payload = decoder.simple_event(bodies[0])
-            if payload is not None and _plain_content(payload):
-                passthrough(payload)
-                return
             if payload is not None:
-                self._on_events([Event(payload.decode())])
+                if _plain_content(payload):
+                    passthrough(payload)
+                else:
+                    self._on_events([Event(payload.decode())])
                 return
         try:
             before, run, after, error = decoder.feed_block(bodies)
