@@ -53,15 +53,29 @@ CHUNKS = [chunk_json("你好"), chunk_json("", role="assistant"), chunk_json(fin
           chunk_json(usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
           '{"choices":[{"delta":{"content":"x"},"finish_reason":null,"index":0}],"usage":null}',
           '[{"finish_reason":null}]']
+# A plain chunk's end without its start: one sorts below plain chunks, one above.
+NOT_STARTING_PLAIN = ['[{"choices":[{"delta":{"content":"x"},"finish_reason":null}]}',
+                      '~{"choices":[{"delta":{"content":"x"},"finish_reason":null}]}']
 
 
-@given(st.lists(st.sampled_from(CHUNKS), min_size=1, max_size=8))
-def test_a_run_is_plain_exactly_when_each_of_its_chunks_is(chunks: list[str]) -> None:
+def _run_of(chunks: list[str]) -> Any:
     decoder = Decoder(strict_utf8=True)
     decoder.feed(b"data: first\n\n")
     _, run, _, _ = decoder.feed_block([f"data: {c}\n\n".encode() for c in chunks])
     assert run is not None
-    assert _plain_run(run.raw) is all(_plain_content(c.encode()) for c in chunks)
+    return run
+
+
+@given(st.lists(st.sampled_from(CHUNKS + NOT_STARTING_PLAIN), min_size=1, max_size=8))
+def test_a_run_is_plain_exactly_when_each_of_its_chunks_is(chunks: list[str]) -> None:
+    assert _plain_run(_run_of(chunks)) is all(_plain_content(c.encode()) for c in chunks)
+
+
+@pytest.mark.parametrize("odd", NOT_STARTING_PLAIN, ids=["below", "above"])
+def test_a_run_with_one_chunk_not_starting_plain_is_not_plain(odd: str) -> None:
+    plain = chunk_json("a")
+    assert not _plain_content(odd.encode())
+    assert _plain_run(_run_of([plain, odd, plain])) is False
 
 
 class _Response:

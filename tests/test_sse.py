@@ -498,6 +498,12 @@ def _feed_and_block(prefix: bytes, chunks: list[bytes], **options: Any) -> tuple
     (b"data: a\n\n", [b"event: error\ndata: {}\n\n", b"data: 2\n\n"], False),
     (b"data: a\n\n", [b"data: 1\ndata: 2\n\n", b"data: 3\n\n"], False),
     (b"data: a\n\n", [b"data:1\n\n", b"data: 2\n\n"], False),
+    # ... and so is a run with any one line that is not a `data: ` one, where
+    # it sorts below them or above them.
+    (b"data: a\n\n", [b"data: 1\n\n: c\n\ndata: 2\n\n"], False),
+    (b"data: a\n\n", [b"data: 1\n\nDATA: x\n\ndata: 2\n\n"], False),
+    (b"data: a\n\n", [b"data: 1\n\nid: 7\n\ndata: 2\n\n"], False),
+    (b"data: a\n\n", [b"data: 1\n\ndata:2\n\ndata: 3\n\n"], False),
     (b"data: a\n\n", [b"data: 1\n\n\n", b"data: 2\n\n"], False),
     (b"data: a\n\n", [b"data: \xff\n\n", b"data: 2\n\n"], False),  # not UTF-8: feed says so
     (b"data: a\n\n", [b"data: 1", b"\n"], False),  # no whole event yet

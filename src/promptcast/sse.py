@@ -230,14 +230,17 @@ class Decoder:
         if (len(raw) >= self._max_line or len(raw) >= self._max_event
                 or raw[:6] != b"data: " or b"\r" in raw):
             return None
-        # One line, one blank line, and so on: every other part is empty, and
-        # every line starts with `data: ` (a raw LF cannot hide in one).
+        # One line, one blank line, and so on: every other part is empty.
         parts = raw.split(b"\n")
-        lines = parts[0::2]
-        if (not len(parts) & 1 or any(parts[1::2])
-                or raw.count(b"\ndata: ") != len(lines) - 2):
+        if not len(parts) & 1 or any(parts[1::2]):
             return None
-        lines.pop()  # the empty part after the last LF
+        lines = parts[0:-1:2]  # not the empty part after the last LF
+        # Every line starts with `data: `. The lines that do are one stretch of
+        # the byte order, so the least and the greatest of them tell: two C
+        # loops of comparisons, a quarter of the time counting `\ndata: `
+        # over a 64 KB read took (a multi-byte search is a scalar two-way one).
+        if min(lines)[:6] != b"data: " or max(lines)[:6] != b"data: ":
+            return None
         if self._errors == "strict" and not raw.isascii():
             try:
                 raw.decode()

@@ -234,7 +234,7 @@ class _OpenAIStream:
             before, run, after, error = [], None, [], exc
         self._on_events(before)
         if run is not None:
-            if _plain_run(run.raw):
+            if _plain_run(run):
                 if self._passthrough_run is not None:
                     self._passthrough_run(run)
             else:
@@ -297,11 +297,17 @@ class _OpenAIStream:
         self._response.close()
 
 
-def _plain_run(raw: bytes) -> bool:
-    """`_plain_content` of every event of a `sse.Run`'s bytes, by counts over all of them."""
-    events = raw.count(b'"finish_reason":null}]}\n\n')
-    return (raw[:7] == b"data: {" and raw.count(b"\ndata: {") == events - 1
-            and raw.count(b'"finish_reason"') == events and raw.count(b"\n") == 2 * events
+def _plain_run(run: Run) -> bool:
+    """`_plain_content` of every event of `run`, by counts over all of them at once."""
+    # A run's events are one `data: ` line each: so each line ends the way a
+    # plain chunk does when there are as many such ends as lines, and each
+    # starts with `{` when the least and the greatest of them do (the lines
+    # with a given start are one stretch of the byte order).
+    lines, raw = run.lines, run.raw
+    events = len(lines)
+    return (min(lines)[:7] == b"data: {" and max(lines)[:7] == b"data: {"
+            and raw.count(b'"finish_reason":null}]}\n\n') == events
+            and raw.count(b'"finish_reason"') == events
             and b'"error"' not in raw and b'"usage":{' not in raw)
 
 
