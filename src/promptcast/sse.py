@@ -188,12 +188,12 @@ class Decoder:
 
         The relay's fast path at full speed: the run (whole `data: ...` events
         of one line each, LF-framed, as they came) is checked all at once, by
-        C loops (split, count) rather than a Python step per line, and passed
-        on without being decoded. Chunks until the first event boundary (the
-        end of an event a previous read began), and a read that is anything
-        else (CR line ends, comments, other fields), are fed one by one, as
-        `feed` would be: a chunk that breaks the stream ends the block, after
-        the events of the chunks before it.
+        C loops (one split, the least and greatest line) rather than a Python
+        step per line, and passed on without being decoded. Chunks until the
+        first event boundary (the end of an event a previous read began), and
+        a read that is anything else (CR line ends, comments, other fields),
+        are fed one by one, as `feed` would be: a chunk that breaks the stream
+        ends the block, after the events of the chunks before it.
         """
         if self._error is not None:
             raise self._error
@@ -230,9 +230,10 @@ class Decoder:
         if (len(raw) >= self._max_line or len(raw) >= self._max_event
                 or raw[:6] != b"data: " or b"\r" in raw):
             return None
-        # One line, one blank line, and so on: every other part is empty.
+        # One line, one blank line, and so on: every other part is empty, the
+        # last one too (`raw` ends with a blank line).
         parts = raw.split(b"\n")
-        if not len(parts) & 1 or any(parts[1::2]):
+        if not len(parts) & 1 or any(parts[1::2]) or parts[-1]:
             return None
         lines = parts[0:-1:2]  # not the empty part after the last LF
         # Every line starts with `data: `. The lines that do are one stretch of

@@ -298,7 +298,7 @@ class _OpenAIStream:
 
 
 def _plain_run(run: Run) -> bool:
-    """`_plain_content` of every event of `run`, by counts over all of them at once."""
+    """`_plain_content` of every event of `run`, by C loops over all of them at once."""
     # A run's events are one `data: ` line each: so each line ends the way a
     # plain chunk does when there are as many such ends as lines, and each
     # starts with `{` when the least and the greatest of them do (the lines
