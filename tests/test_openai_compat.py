@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from promptcast.providers.openai_compat import _OpenAIStream, _plain_content, _plain_run
 from promptcast.redact import Redactor
-from promptcast.sse import Decoder
+from promptcast.sse import Decoder, Run
 
 from .upstream_double import chunk_json, event
 
@@ -58,7 +58,7 @@ NOT_STARTING_PLAIN = ['[{"choices":[{"delta":{"content":"x"},"finish_reason":nul
                       '~{"choices":[{"delta":{"content":"x"},"finish_reason":null}]}']
 
 
-def _run_of(chunks: list[str]) -> Any:
+def _run_of(chunks: list[str]) -> Run:
     decoder = Decoder(strict_utf8=True)
     decoder.feed(b"data: first\n\n")
     _, run, _, _ = decoder.feed_block([f"data: {c}\n\n".encode() for c in chunks])
