@@ -435,7 +435,7 @@ class Bench:
                                   note="bench/minirelay.py: a ~200-line Python relay "
                                   "(protocols only), the floor for a Python hot path"))
         for ref in getattr(self.args, "baseline", None) or ():
-            targets.append(self.baseline_target(ref, up, models))
+            targets += self.baseline_targets(ref, up, models)
         if self.args.peers:
             peer = self.litellm_target(up)
             if peer is not None:
@@ -445,12 +445,13 @@ class Bench:
             assert not unknown, f"{t.name}: no such scenarios {sorted(unknown)}"
         if self.args.targets:
             keep = set(self.args.targets.split(","))
+            # `split@<sha>` goes with `split`, `inproc@<sha>` with `inproc`.
             targets = [t for t in targets
-                       if t.name in keep or t.name == "direct" or "@" in t.name]
+                       if t.name.split("@")[0] in keep or t.name == "direct"]
         return targets
 
-    def baseline_target(self, ref: str, up: str, models: Path) -> Target:
-        """The split gateway as it was at git `ref`, beside today's, for an A/B in one run.
+    def baseline_targets(self, ref: str, up: str, models: Path) -> list[Target]:
+        """Split and in-process as they were at git `ref`, beside today's, for an A/B in one run.
 
         Its source is exported from git into the run's scratch folder and put first
         on PYTHONPATH; it runs on this checkout's virtual environment (same
@@ -465,16 +466,21 @@ class Bench:
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
         promptcast = str(VENV_BIN / "promptcast")
-        name = f"split@{sha}"
 
-        def start(port: int) -> subprocess.Popen[bytes]:
-            return spawn(pinned(TARGET_CPU, [promptcast, "serve", "--port", str(port),
-                                             "--upstream", up, "--models", str(models)]),
-                         self.tmp / f"{name}.log", env={"PYTHONPATH": str(src / "src")},
-                         cwd=ROOT)
+        def target(kind: str, upstream: list[str], what: str) -> Target:
+            name = f"{kind}@{sha}"
 
-        return Target(name, f"promptcast split at {sha}", "/optimize-stream", start=start,
-                      note=f"the split gateway's code at {ref} ({sha}), for comparison")
+            def start(port: int) -> subprocess.Popen[bytes]:
+                return spawn(pinned(TARGET_CPU, [promptcast, "serve", "--port", str(port),
+                                                 *upstream, "--models", str(models)]),
+                             self.tmp / f"{name}.log", env={"PYTHONPATH": str(src / "src")},
+                             cwd=ROOT)
+
+            return Target(name, f"promptcast {kind} at {sha}", "/optimize-stream", start=start,
+                          note=f"the {what}'s code at {ref} ({sha}), for comparison")
+
+        return [target("split", ["--upstream", up], "split gateway"),
+                target("inproc", [], "in-process server")]
 
     def litellm_target(self, up: str) -> Target | None:
         venv = PEERS / "litellm"
@@ -1118,8 +1124,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="add bench.minirelay, a minimal Python relay, as a yardstick")
     parser.add_argument("--targets", help="comma-separated subset (direct always runs)")
     parser.add_argument("--baseline", action="append", metavar="REF",
-                        help="add the split gateway as it was at git REF (a target named "
-                        "split@<sha>), to compare a change in one run; repeatable")
+                        help="add split and in-process as they were at git REF (targets "
+                        "split@<sha> and inproc@<sha>; --targets keeps each with its "
+                        "namesake), to compare a change in one run; repeatable")
     parser.add_argument("--scenarios", help="comma-separated subset of scenario names")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--repeat", type=int, default=3,

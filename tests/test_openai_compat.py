@@ -14,7 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from promptcast.providers.openai_compat import _OpenAIStream, _plain_content, _plain_run
+from promptcast.providers.openai_compat import (
+    _OpenAIStream,
+    _plain_content,
+    _plain_head,
+    _plain_run,
+)
 from promptcast.redact import Redactor
 from promptcast.sse import Decoder, Run
 
@@ -78,6 +83,44 @@ def test_a_run_with_one_chunk_not_starting_plain_is_not_plain(odd: str) -> None:
     assert _plain_run(_run_of([plain, odd, plain])) is False
 
 
+USAGE = chunk_json(usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3})
+PLAIN = [chunk_json(f"t{i}") for i in range(3)]
+
+
+@pytest.mark.parametrize(("chunks", "head"), [
+    (PLAIN, 3),                                                  # all plain: the run itself
+    ([*PLAIN, chunk_json(finish="stop")], 3),                    # a stream's end ...
+    ([*PLAIN, chunk_json(finish="stop"), USAGE, "[DONE]"], 3),   # ... with usage and [DONE]
+    ([*PLAIN, chunk_json(finish="stop"), USAGE, USAGE, "[DONE]"], 0),  # more than 3 odd ones
+    ([PLAIN[0], chunk_json(finish="stop"), PLAIN[1]], 0),        # the odd one inside
+    ([chunk_json(finish="stop"), *PLAIN], 0),
+    ([chunk_json(finish="stop"), PLAIN[0], USAGE], 0),           # the first one odd
+    ([PLAIN[0], "[DONE]"], 1),
+])
+def test_plain_head_is_the_plain_start_of_a_stream_end(chunks: list[str], head: int) -> None:
+    run = _run_of(chunks)
+    got, rest = _plain_head(run)
+    if head == len(chunks):
+        assert got is run and rest == []
+    elif head == 0:
+        assert got is None and rest == run.lines
+    else:
+        assert got is not None and got.lines == run.lines[:head] and rest == run.lines[head:]
+        assert got.raw == b"".join(line + b"\n\n" for line in got.lines)
+        assert got.id == run.id
+
+
+@given(st.lists(st.sampled_from([*CHUNKS, *NOT_STARTING_PLAIN, "[DONE]"]), min_size=1,
+                max_size=8))
+def test_plain_head_passes_on_only_plain_chunks_and_loses_none(chunks: list[str]) -> None:
+    run = _run_of(chunks)
+    head, rest = _plain_head(run)
+    assert (head.lines if head is not None else []) + rest == run.lines
+    if head is not None:
+        assert all(_plain_content(line[6:]) for line in head.lines)
+        assert head.raw == b"".join(line + b"\n\n" for line in head.lines)
+
+
 class _Response:
     """What `_OpenAIStream` pushes from: the test hands it a read's chunks."""
 
@@ -115,3 +158,32 @@ def test_events_before_a_fault_in_the_same_read_still_reach_the_client(fault: by
     # Four HTTP chunks that one socket read brought: three whole events, then the fault.
     response.on_bodies([event(c) for c in good] + [fault])
     assert listener.got == [*(c.encode() for c in good), ("end", "SSEProtocolError")]
+
+
+class _RunListener(_Listener):
+    """A _Listener that also records how many events each pass-through run carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[int] = []
+
+        def run(run: Any) -> None:
+            self.runs.append(len(run.lines))
+            self.got.extend(line[6:] for line in run.lines)
+
+        self.passthrough_run = run
+
+
+def test_a_stream_ending_read_passes_its_plain_chunks_on_as_one_run() -> None:
+    response = _Response()
+    stream = _OpenAIStream("m", response, Redactor(()), max_event_bytes=65536)  # type: ignore[arg-type]
+    listener = _RunListener()
+    stream.push(listener)  # type: ignore[arg-type]
+    first = chunk_json("", role="assistant")
+    response.on_bodies([event(first)])
+    content = [chunk_json(f"t{i}") for i in range(5)]
+    end = [chunk_json(finish="stop"), USAGE]
+    response.on_bodies([event(c) for c in [*content, *end]] + [b"data: [DONE]\n\n"])
+    assert listener.runs == [5]  # the content in one piece; its end parsed
+    assert listener.got == [first.encode(), *(c.encode() for c in [*content, *end]),
+                            ("end", "NoneType")]

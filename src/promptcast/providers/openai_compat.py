@@ -234,12 +234,11 @@ class _OpenAIStream:
             before, run, after, error = [], None, [], exc
         self._on_events(before)
         if run is not None:
-            if _plain_run(run):
-                if self._passthrough_run is not None:
-                    self._passthrough_run(run)
-            else:
-                # The stream's end, say: event by event.
-                self._on_events([Event(line[6:].decode()) for line in run.lines])
+            head, rest = _plain_head(run)
+            if head is not None and self._passthrough_run is not None:
+                self._passthrough_run(head)
+            # The stream's end, say (its finish and usage chunks): event by event.
+            self._on_events([Event(line[6:].decode()) for line in rest])
         self._on_events(after)
         if error is not None:
             self._end(error)
@@ -295,6 +294,36 @@ class _OpenAIStream:
     def close(self) -> None:
         self._listener = self._passthrough = self._passthrough_run = None
         self._response.close()
+
+
+# How many chunks at the end of a run may be parsed while the rest passes on
+# unparsed: a stream's finish chunk, its usage chunk, and one to spare.
+_MAX_PARSED_TAIL = 3
+
+
+def _plain_head(run: Run) -> tuple[Run | None, list[bytes]]:
+    """The longest start of `run` that `_plain_run` passes (None if none), and the lines after.
+
+    At full speed a stream's last read holds its finish (and usage) chunks
+    after hundreds of plain ones: only those few are parsed, not the read. A
+    run whose odd chunk is anywhere else goes event by event, as before.
+    """
+    if _plain_run(run):
+        return run, []
+    lines = run.lines
+    count = len(lines)
+    tail = 0
+    while (tail < _MAX_PARSED_TAIL and tail < count - 1
+           and not _plain_content(lines[count - tail - 1][6:])):
+        tail += 1
+    # One more scan of the run only when it looks like a stream's end: a plain
+    # first chunk, odd last ones (a stream that is never plain pays nothing).
+    if tail == 0 or not _plain_content(lines[0][6:]):
+        return None, lines
+    rest = lines[count - tail:]
+    cut = len(run.raw) - sum(len(line) + 2 for line in rest)
+    head = Run(run.raw[:cut], lines[:count - tail], run.id)
+    return (head, rest) if _plain_run(head) else (None, lines)
 
 
 def _plain_run(run: Run) -> bool:
