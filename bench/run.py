@@ -446,8 +446,8 @@ class Bench:
         if self.args.targets:
             keep = set(self.args.targets.split(","))
             # `split@<sha>` goes with `split`, `inproc@<sha>` with `inproc`.
-            targets = [t for t in targets
-                       if t.name.split("@")[0] in keep or t.name == "direct"]
+            targets = [t for t in targets if t.name in keep
+                       or t.name.split("@")[0] in keep or t.name == "direct"]
         return targets
 
     def baseline_targets(self, ref: str, up: str, models: Path) -> list[Target]:

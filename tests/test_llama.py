@@ -152,9 +152,10 @@ async def test_client_disconnect_stops_the_generation_thread_within_a_second(
         # Mid-generation: the thread is working on the rest.
         assert len(llama_threads()) == 1
         assert provider.generations_running == 1
-    # The client is gone (the response is closed): within a second, so is the generation.
+    # The client is gone (the response is closed): within a second, so is the generation,
+    # and its slot is free (the loop takes the thread's last word just after it ends).
     assert wait_until(lambda: not llama_threads(), 1.0), "generation thread still running"
-    assert provider.generations_running == 0
+    assert wait_until(lambda: provider.generations_running == 0, 1.0), "slot still taken"
 
     # The slot was given back: the next request streams at once.
     got = await post_stream(f"{server.url}/v1/chat/completions",

@@ -65,7 +65,7 @@ NOT_STARTING_PLAIN = ['[{"choices":[{"delta":{"content":"x"},"finish_reason":nul
 
 def _run_of(chunks: list[str]) -> Run:
     decoder = Decoder(strict_utf8=True)
-    decoder.feed(b"data: first\n\n")
+    decoder.feed(b"id: 7\ndata: first\n\n")
     _, run, _, _ = decoder.feed_block([f"data: {c}\n\n".encode() for c in chunks])
     assert run is not None
     return run
@@ -107,7 +107,7 @@ def test_plain_head_is_the_plain_start_of_a_stream_end(chunks: list[str], head: 
     else:
         assert got is not None and got.lines == run.lines[:head] and rest == run.lines[head:]
         assert got.raw == b"".join(line + b"\n\n" for line in got.lines)
-        assert got.id == run.id
+        assert got.id == run.id == "7"
 
 
 @given(st.lists(st.sampled_from([*CHUNKS, *NOT_STARTING_PLAIN, "[DONE]"]), min_size=1,
@@ -187,3 +187,19 @@ def test_a_stream_ending_read_passes_its_plain_chunks_on_as_one_run() -> None:
     assert listener.runs == [5]  # the content in one piece; its end parsed
     assert listener.got == [first.encode(), *(c.encode() for c in [*content, *end]),
                             ("end", "NoneType")]
+
+
+def test_a_stream_ended_before_a_run_in_the_same_read_passes_nothing_on() -> None:
+    # `[DONE]` cut across reads: its end comes in the read that also holds a
+    # run with a plain start; the stream is over before that run.
+    response = _Response()
+    stream = _OpenAIStream("m", response, Redactor(()), max_event_bytes=65536)  # type: ignore[arg-type]
+    listener = _RunListener()
+    stream.push(listener)  # type: ignore[arg-type]
+    first = chunk_json("", role="assistant")
+    response.on_bodies([event(first)])
+    response.on_bodies([b"data: [DO"])
+    response.on_bodies([b"NE]\n\n", event(chunk_json("a")), event(chunk_json("b")),
+                        event(chunk_json(finish="stop"))])
+    assert listener.runs == []
+    assert listener.got == [first.encode(), ("end", "NoneType")]

@@ -297,16 +297,18 @@ class _OpenAIStream:
 
 
 # How many chunks at the end of a run may be parsed while the rest passes on
-# unparsed: a stream's finish chunk, its usage chunk, and one to spare.
+# unparsed: a stream's finish chunk, its usage chunk and `[DONE]`. A stream
+# that ends with more odd ones takes the event-by-event path, as it did.
 _MAX_PARSED_TAIL = 3
 
 
 def _plain_head(run: Run) -> tuple[Run | None, list[bytes]]:
-    """The longest start of `run` that `_plain_run` passes (None if none), and the lines after.
+    """`run`, or its start before up to 3 odd last chunks if that start is plain; else None.
+    Also the lines after it, to be parsed.
 
     At full speed a stream's last read holds its finish (and usage) chunks
     after hundreds of plain ones: only those few are parsed, not the read. A
-    run whose odd chunk is anywhere else goes event by event, as before.
+    run with an odd chunk anywhere else goes event by event, as before.
     """
     if _plain_run(run):
         return run, []
