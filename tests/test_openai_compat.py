@@ -174,13 +174,19 @@ class _RunListener(_Listener):
         self.passthrough_run = run
 
 
-def test_a_stream_ending_read_passes_its_plain_chunks_on_as_one_run() -> None:
+def _started_stream(first: str) -> tuple[_Response, _RunListener]:
+    """A stream pushing to a `_RunListener`, past its first event (`first`)."""
     response = _Response()
     stream = _OpenAIStream("m", response, Redactor(()), max_event_bytes=65536)  # type: ignore[arg-type]
     listener = _RunListener()
     stream.push(listener)  # type: ignore[arg-type]
-    first = chunk_json("", role="assistant")
     response.on_bodies([event(first)])
+    return response, listener
+
+
+def test_a_stream_ending_read_passes_its_plain_chunks_on_as_one_run() -> None:
+    first = chunk_json("", role="assistant")
+    response, listener = _started_stream(first)
     content = [chunk_json(f"t{i}") for i in range(5)]
     end = [chunk_json(finish="stop"), USAGE]
     response.on_bodies([event(c) for c in [*content, *end]] + [b"data: [DONE]\n\n"])
@@ -192,12 +198,8 @@ def test_a_stream_ending_read_passes_its_plain_chunks_on_as_one_run() -> None:
 def test_a_stream_ended_before_a_run_in_the_same_read_passes_nothing_on() -> None:
     # `[DONE]` cut across reads: its end comes in the read that also holds a
     # run with a plain start; the stream is over before that run.
-    response = _Response()
-    stream = _OpenAIStream("m", response, Redactor(()), max_event_bytes=65536)  # type: ignore[arg-type]
-    listener = _RunListener()
-    stream.push(listener)  # type: ignore[arg-type]
     first = chunk_json("", role="assistant")
-    response.on_bodies([event(first)])
+    response, listener = _started_stream(first)
     response.on_bodies([b"data: [DO"])
     response.on_bodies([b"NE]\n\n", event(chunk_json("a")), event(chunk_json("b")),
                         event(chunk_json(finish="stop"))])
