@@ -170,21 +170,19 @@ class _Connection(asyncio.Protocol):
         """Give the body chunks parsed so far to the response: its push listener, or its deque."""
         bodies = self._bodies
         response = self.response
-        if not bodies or response is None:
-            bodies.clear()
-            return
-        on_bodies = response.on_bodies
-        if on_bodies is not None:
-            on_bodies(bodies)
-            bodies.clear()
-            return
-        response.chunks.extend(bodies)
-        response.buffered += sum(map(len, bodies))
+        if bodies and response is not None:
+            on_bodies = response.on_bodies
+            if on_bodies is not None:
+                on_bodies(bodies)
+            else:
+                response.chunks.extend(bodies)
+                response.buffered += sum(map(len, bodies))
+                if (response.buffered > _HIGH_WATER and not self._paused
+                        and self.transport is not None):
+                    self._paused = True
+                    self.transport.pause_reading()
+                response.wake()
         bodies.clear()
-        if response.buffered > _HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-        response.wake()
 
     def on_message_complete(self) -> None:
         # The body's last chunks reach the response before its end does.

@@ -43,6 +43,15 @@ class Block(NamedTuple):
     error: SSEProtocolError | None  # the stream broke after all of the above
 
 
+def _decodes(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8 (callers test `isascii()` first: no call per ASCII chunk)."""
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Decoder:
     """Incremental event-stream decoder: `feed` bytes as they arrive, then `close`.
 
@@ -175,11 +184,8 @@ class Decoder:
         data = chunk[6:-2]
         if len(data) >= self._max_event:
             return None
-        if self._errors == "strict" and not data.isascii():
-            try:
-                data.decode()
-            except UnicodeDecodeError:
-                return None  # `feed` says what is wrong
+        if self._errors == "strict" and not data.isascii() and not _decodes(data):
+            return None  # `feed` says what is wrong
         self._last_event_id = self._id
         return data
 
@@ -242,11 +248,8 @@ class Decoder:
         # over a 64 KB read took (a multi-byte search is a scalar two-way one).
         if min(lines)[:6] != b"data: " or max(lines)[:6] != b"data: ":
             return None
-        if self._errors == "strict" and not raw.isascii():
-            try:
-                raw.decode()
-            except UnicodeDecodeError:
-                return None  # `feed` says what is wrong
+        if self._errors == "strict" and not raw.isascii() and not _decodes(raw):
+            return None  # `feed` says what is wrong
         return Run(raw, lines, self._id)
 
     def close(self) -> list[Event]:
