@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,7 +44,7 @@ from typing import Protocol, cast
 
 import orjson
 
-from . import sse
+from . import scan, sse
 from .direct import DirectChannel
 from .drain import Drain
 from .errors import PromptcastError, StoreUnavailable, StreamTimeout, UpstreamError, error_payload
@@ -135,7 +134,7 @@ class Relay:
     # Slots: with a thousand streams open, each chunk's objects are cold in the
     # cache; attributes inline in the object are fewer lines to fetch than a dict.
     __slots__ = (
-        "_channel", "_client_gone", "_done", "_events", "_finished", "_id_format", "_id_prefix",
+        "_channel", "_client_gone", "_done", "_events", "_finished", "_id_prefix",
         "_last_event", "_last_write", "_limits", "_loop", "_openai_errors", "_paused",
         "_pending", "_pusher", "_reason", "_refused", "_seq", "_settled", "_start", "_store",
         "_store_paused", "_stream_id", "_terminal", "_timer", "_unstored", "last_frame", "stats",
@@ -149,7 +148,6 @@ class Relay:
         self._limits = limits
         self.stats = StreamStats(stream_id)
         self._id_prefix = f"id: {stream_id}.".encode()
-        self._id_format = self._id_prefix.replace(b"%", b"%%") + b"%d\n%s\n\n"
         self._stream_id = stream_id
         self._seq = 0
         self._reason: PromptcastError | None = None
@@ -608,17 +606,16 @@ class Relay:
                 self._seq = seq + count
                 self.stats.chunks += count
                 # Each event keeps its bytes; our `id:` line goes in front of it.
-                ids = range(seq + 1, seq + count + 1)
                 if self._store is None:
-                    # One format for the lot: the per-event work stays in C.
-                    self._pending.append((self._id_format * count) % tuple(
-                        itertools.chain.from_iterable(zip(ids, lines, strict=True))))
+                    # One C pass for the lot (scan.py).
+                    self._pending.append(scan.frame(self._id_prefix, seq + 1, lines))
                 else:
                     # A store keeps an entry per event (`_to_store`): a frame each.
                     prefix = self._id_prefix
+                    ids = range(seq + 1, seq + count + 1)
                     self._pending += [b"%s%d\n%s\n\n" % (prefix, n, line)
                                       for n, line in zip(ids, lines, strict=True)]
-                if b'"usage":{' in run.raw:
+                if scan.contains(run.raw, b'"usage":{'):
                     for line in lines:
                         if b'"usage":{' in line:
                             self._count_usage(line[6:].decode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from promptcast import scan
 from promptcast.errors import SSEProtocolError
 
 __all__ = ["Block", "Decoder", "Event", "Run", "comment", "encode"]
@@ -193,9 +194,9 @@ class Decoder:
         """`feed` for one read's `chunks`, with its run of plain events left undecoded.
 
         The relay's fast path at full speed: the run (whole `data: ...` events
-        of one line each, LF-framed, as they came) is checked all at once, by
-        C loops (one split, the least and greatest line) rather than a Python
-        step per line, and passed on without being decoded. Chunks until the
+        of one line each, LF-framed, as they came) is checked all at once, in
+        one C pass (`scan.data_lines`) rather than a Python step per line, and
+        passed on without being decoded. Chunks until the
         first event boundary (the end of an event a previous read began), and
         a read that is anything else (CR line ends, comments, other fields),
         are fed one by one, as `feed` would be: a chunk that breaks the stream
@@ -233,20 +234,10 @@ class Decoder:
 
     def _plain_run(self, raw: bytes) -> Run | None:
         """`raw` as a `Run` if it is whole `data: ...` events of one line each, within limits."""
-        if (len(raw) >= self._max_line or len(raw) >= self._max_event
-                or raw[:6] != b"data: " or b"\r" in raw):
+        if len(raw) >= self._max_line or len(raw) >= self._max_event:
             return None
-        # One line, one blank line, and so on: every other part is empty, the
-        # last one too (`raw` ends with a blank line).
-        parts = raw.split(b"\n")
-        if not len(parts) & 1 or any(parts[1::2]) or parts[-1]:
-            return None
-        lines = parts[0:-1:2]  # not the empty part after the last LF
-        # Every line starts with `data: `. The lines that do are one stretch of
-        # the byte order, so the least and the greatest of them tell: two C
-        # loops of comparisons, a quarter of the time counting `\ndata: `
-        # over a 64 KB read took (a multi-byte search is a scalar two-way one).
-        if min(lines)[:6] != b"data: " or max(lines)[:6] != b"data: ":
+        lines = scan.data_lines(raw)  # one pass in C (scan.py)
+        if lines is None:
             return None
         if self._errors == "strict" and not raw.isascii() and not _decodes(raw):
             return None  # `feed` says what is wrong

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from .. import scan
 from ..errors import PromptcastError, SSEProtocolError, UpstreamError
 from ..http_client import HTTPClient, HTTPClientError, Response
 from ..models import ModelSpec
@@ -334,12 +335,14 @@ def _plain_run(run: Run) -> bool:
     # plain chunk does when there are as many such ends as lines, and each
     # starts with `{` when the least and the greatest of them do (the lines
     # with a given start are one stretch of the byte order).
+    # The searches are `memmem` passes in C (scan.py): CPython's own search for
+    # a needle this long in a long buffer is a scalar loop.
     lines, raw = run.lines, run.raw
     events = len(lines)
     return (min(lines)[:7] == b"data: {" and max(lines)[:7] == b"data: {"
-            and raw.count(b'"finish_reason":null}]}\n\n') == events
-            and raw.count(b'"finish_reason"') == events
-            and b'"error"' not in raw and b'"usage":{' not in raw)
+            and scan.count(raw, b'"finish_reason":null}]}\n\n') == events
+            and scan.count(raw, b'"finish_reason"') == events
+            and not scan.contains(raw, b'"error"') and not scan.contains(raw, b'"usage":{'))
 
 
 def _plain_content(data: bytes) -> bool:

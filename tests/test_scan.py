@@ -1,0 +1,142 @@
+"""Tests of scan.py: the C scans and their Python reference give the same answers."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promptcast import _scan, scan
+
+PY = types.SimpleNamespace(data_lines=scan.py_data_lines, frame=scan.py_frame,
+                           count=scan.py_count, contains=scan.py_contains)
+IMPLS = pytest.mark.parametrize("impl", [_scan, PY], ids=["c", "python"])
+
+
+def test_the_suite_runs_the_c_scans() -> None:
+    # `make test` builds the C module; a silent fall back to Python would
+    # leave it untested and the relay slow.
+    assert scan.NATIVE
+    assert scan.data_lines is _scan.data_lines
+
+
+@IMPLS
+@pytest.mark.parametrize(("raw", "lines"), [
+    (b"data: a\n\n", [b"data: a"]),
+    (b"data: \n\n", [b"data: "]),
+    (b"data: a\n\ndata: {\"b\":1}\n\n", [b"data: a", b'data: {"b":1}']),
+    (b"data: caf\xc3\xa9\n\n", [b"data: caf\xc3\xa9"]),
+    (b"data: a\n\ndata: b\n\ndata: c\n\n", [b"data: a", b"data: b", b"data: c"]),
+])
+def test_data_lines_of_plain_events(impl: Any, raw: bytes, lines: list[bytes]) -> None:
+    assert impl.data_lines(raw) == lines
+
+
+@IMPLS
+@pytest.mark.parametrize("raw", [
+    b"",
+    b"data: a",  # no line end
+    b"data: a\n",  # no blank line after it
+    b"data: a\n\ndata: b\n",  # the last event unfinished
+    b"data: a\n\n\n\n",  # an empty line as an event
+    b"data: a\ndata: b\n\n",  # two data lines in one event
+    b"data: a\r\n\r\n",  # CR line ends
+    b"data: a\rb\n\n",  # a CR inside
+    b"data:a\n\n",  # no space: a valid field, but not plain
+    b"data\n\n",
+    b": comment\n\n",
+    b"data: a\n\n: comment\n\n",  # sorts below `data: `
+    b"data: a\n\nid: 7\n\n",  # sorts above `data: `
+    b"data: a\n\nevent: x\n\n",
+    b"data: a\n\nretry: 1\n\n",
+    b"data: a\n\ndata: b\n\nx",  # bytes after the last event
+    b"data: a\n\ndata:",
+    b"Data: a\n\n",
+    b"data: a\n\n\n",
+])
+def test_data_lines_refuses_anything_else(impl: Any, raw: bytes) -> None:
+    assert impl.data_lines(raw) is None
+
+
+_PIECES = [b"data: ", b"data:", b"data", b"d", b"x", b" ", b"\n", b"\n\n", b"\r", b":",
+           b"id: 1", b"\xc3\xa9", b"{}", b"[DONE]"]
+
+
+@settings(max_examples=2000)
+@given(st.lists(st.sampled_from(_PIECES), max_size=24).map(b"".join))
+def test_data_lines_agrees_with_the_reference(raw: bytes) -> None:
+    assert _scan.data_lines(raw) == scan.py_data_lines(raw)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b and b"\r" not in b),
+                min_size=1, max_size=30))
+def test_data_lines_gives_back_each_event(values: list[bytes]) -> None:
+    raw = b"".join(b"data: %s\n\n" % value for value in values)
+    assert _scan.data_lines(raw) == [b"data: " + value for value in values]
+
+
+@IMPLS
+def test_frame_puts_an_id_before_each_line(impl: Any) -> None:
+    assert impl.frame(b"id: s1.", 9, [b"data: a", b"data: b", b"data: c"]) == (
+        b"id: s1.9\ndata: a\n\nid: s1.10\ndata: b\n\nid: s1.11\ndata: c\n\n")
+    assert impl.frame(b"id: 50%.", 0, [b"data: %d"]) == b"id: 50%.0\ndata: %d\n\n"
+    assert impl.frame(b"", 1, []) == b""
+
+
+@IMPLS
+def test_frame_refuses_what_it_cannot_frame(impl: Any) -> None:
+    with pytest.raises(ValueError):
+        impl.frame(b"id: s.", -1, [b"data: a"])
+    with pytest.raises(TypeError):
+        impl.frame(b"id: s.", 1, [b"data: a", "data: b"])
+
+
+def test_frame_checks_its_arguments() -> None:
+    with pytest.raises(TypeError):
+        _scan.frame(b"id: s.", 1, (b"data: a",))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _scan.frame("id: s.", 1, [b"data: a"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _scan.frame(b"id: s.", 1)  # type: ignore[call-arg]
+    with pytest.raises(OverflowError):
+        _scan.frame(b"id: s.", 2**64, [b"data: a"])
+    with pytest.raises(ValueError):  # the last number would not fit
+        _scan.frame(b"id: s.", 2**63 - 1, [b"data: a", b"data: b"])
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=12), st.integers(min_value=0, max_value=2**62),
+       st.lists(st.binary(max_size=30), max_size=20))
+def test_frame_agrees_with_the_reference(prefix: bytes, first: int,
+                                         lines: list[bytes]) -> None:
+    assert _scan.frame(prefix, first, lines) == scan.py_frame(prefix, first, lines)
+
+
+@IMPLS
+def test_count_and_contains(impl: Any) -> None:
+    raw = b'data: {"usage":{"a":1}}\n\ndata: {"usage":null}\n\n'
+    assert impl.count(raw, b'"usage"') == 2
+    assert impl.count(raw, b'"usage":{') == 1
+    assert impl.count(b"aaaa", b"aa") == 2  # non-overlapping, as bytes.count
+    assert impl.count(b"a", b"aa") == 0
+    assert impl.contains(raw, b'"usage":{')
+    assert not impl.contains(raw, b'"error"')
+    assert not impl.contains(b"", b"x")
+    for call in (impl.count, impl.contains):
+        with pytest.raises(ValueError):
+            call(raw, b"")
+        with pytest.raises(TypeError):
+            call(raw, '"usage"')
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.sampled_from([b"a", b"b", b"ab", b"\x00", b'"usage":{', b"ba"]),
+                max_size=40).map(b"".join),
+       st.sampled_from([b"a", b"ab", b"aba", b"bab", b'"usage":{', b"\x00a", b"aaa"]))
+def test_count_and_contains_agree_with_bytes(haystack: bytes, needle: bytes) -> None:
+    assert _scan.count(haystack, needle) == haystack.count(needle)
+    assert _scan.contains(haystack, needle) is (needle in haystack)
