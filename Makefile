@@ -42,13 +42,13 @@ $(VENV)/bin/python:
 # (several minutes) for any AVX2 machine and keeps the wheel, so later installs
 # take seconds (scripts/install-llama.sh says why not pip's own build).
 $(VENV)/.stamp-run: pyproject.toml setup.py src/promptcast/_scan.c scripts/install-llama.sh | $(VENV)/bin/python
-	@scripts/setup-system.sh build
+	@PYTHON=$(BIN)/python scripts/setup-system.sh build
 	@scripts/install-llama.sh $(BIN)
 	$(BIN)/pip install --quiet -e .
 	@touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml setup.py src/promptcast/_scan.c scripts/install-llama.sh | $(VENV)/bin/python
-	@scripts/setup-system.sh build
+	@PYTHON=$(BIN)/python scripts/setup-system.sh build
 	@scripts/install-llama.sh $(BIN)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.stamp-run

@@ -9,6 +9,12 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 have cc || need+=(build-essential)
 have cmake || need+=(cmake)
+# The C module promptcast._scan builds against the headers of the Python that
+# installs it (PYTHON, the virtualenv's, from the Makefile). Without them the
+# build is skipped and the relay runs its slower Python scans.
+include=$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' \
+          2>/dev/null || true)
+[ -n "$include" ] && [ -f "$include/Python.h" ] || need+=(python3-dev)
 if [ "${1:-}" != "build" ]; then
     have node || need+=(nodejs)
     [ -x /usr/bin/chromium ] || need+=(chromium)

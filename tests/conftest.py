@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from promptcast import scan
 from promptcast.api import create_app
 from promptcast.direct import HttpProtocol
 from promptcast.settings import Settings
@@ -29,6 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module", params=["c", "python"])
+def both_scans(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A module's tests on the C scans, then again on their Python reference (scan.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "python":
+            for name in ("data_lines", "frame", "count", "contains"):
+                patch.setattr(scan, name, getattr(scan, f"py_{name}"))
+        yield request.param
 
 
 @pytest.fixture

@@ -25,6 +25,9 @@ from promptcast.sse import Decoder, Run
 
 from .upstream_double import chunk_json, event
 
+# The pass-through test searches runs with scan.py: on its C and its Python scans both.
+pytestmark = pytest.mark.usefixtures("both_scans")
+
 
 def _two_choices() -> str:
     body = json.loads(chunk_json("a"))

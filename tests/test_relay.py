@@ -31,7 +31,8 @@ from promptcast.errors import (
 from promptcast.relay import HEARTBEAT, Limits, Outcome, Relay, StreamStats
 from promptcast.sse import Decoder, Event, Run
 
-pytestmark = pytest.mark.anyio
+# The relay frames runs with scan.py: on its C and its Python scans both.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("both_scans")]
 
 TINY = Limits(first_token_timeout=0.2, idle_timeout=0.2, total_timeout=1,
               heartbeat_interval=0.05)

@@ -15,6 +15,9 @@ from hypothesis import strategies as st
 from promptcast.errors import SSEProtocolError
 from promptcast.sse import Decoder, Event, comment, encode
 
+# The decoder checks runs with scan.py: on its C and its Python scans both.
+pytestmark = pytest.mark.usefixtures("both_scans")
+
 CASES: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "sse_cases.json").read_text(encoding="utf-8")
 )

@@ -137,8 +137,13 @@ frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     count = PyList_GET_SIZE(lines);
-    if (first < 0 || (unsigned long long)first > (unsigned long long)LLONG_MAX - (unsigned long long)count) {
+    if (first < 0) {
         PyErr_SetString(PyExc_ValueError, "first must be a non-negative sequence number");
+        return NULL;
+    }
+    /* The last number, first + count - 1, must fit as `first` does. */
+    if (count > 1 && first > LLONG_MAX - (count - 1)) {
+        PyErr_SetString(PyExc_OverflowError, "the last sequence number is too large");
         return NULL;
     }
     plen = PyBytes_GET_SIZE(prefix);

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 
+_MAX_SEQ = 2**63 - 1
+
 
 def py_data_lines(raw: bytes) -> list[bytes] | None:
     """The `data: ...` lines of `raw` if it is whole one-line `data:` events
@@ -36,6 +38,8 @@ def py_frame(prefix: bytes, first: int, lines: list[bytes]) -> bytes:
     """Each line framed as `<prefix><n>\\n<line>\\n\\n`, n counting from `first`, in one bytes."""
     if first < 0:
         raise ValueError("first must be a non-negative sequence number")
+    if first + max(len(lines), 1) - 1 > _MAX_SEQ:  # as the C one, whose numbers are 64-bit
+        raise OverflowError("the last sequence number is too large")
     template = prefix.replace(b"%", b"%%") + b"%d\n%s\n\n"
     ids = range(first, first + len(lines))
     return (template * len(lines)) % tuple(
