@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import types
 from typing import Any
 
@@ -198,3 +199,14 @@ def test_count_and_contains(impl: Any) -> None:
 def test_count_and_contains_agree_with_bytes(haystack: bytes, needle: bytes) -> None:
     assert _scan.count(haystack, needle) == haystack.count(needle)
     assert _scan.contains(haystack, needle) is (needle in haystack)
+
+
+def test_a_server_without_the_c_scans_says_so(monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="promptcast.scan"):
+        scan.warn_if_python()
+        assert caplog.records == []
+        monkeypatch.setattr(scan, "NATIVE", False)
+        scan.warn_if_python()
+    assert "promptcast._scan is not built" in caplog.text
+    assert "python3-dev" in caplog.text

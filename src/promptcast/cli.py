@@ -93,6 +93,7 @@ def serve(settings: Settings) -> None:
 
     import uvicorn
 
+    from . import scan
     from .api import create_app
     from .direct import HttpProtocol
     from .logs import configure
@@ -103,6 +104,7 @@ def serve(settings: Settings) -> None:
     # After the app is built, so its objects are frozen out of collections;
     # before the server starts threads, so growing the fd table waits for none.
     log_prepared(prepare_for_streams())
+    scan.warn_if_python()
 
     class DrainingServer(uvicorn.Server):
         # uvicorn stops accepting and waits for open connections; we make the

@@ -12,6 +12,7 @@ reference it must match, and what runs where no C compiler built it.
 from __future__ import annotations
 
 import itertools
+import logging
 
 _MAX_SEQ = 2**63 - 1
 
@@ -68,4 +69,14 @@ except ImportError:  # not built (no C compiler at install): the same, slower
 else:
     NATIVE = True
 
-__all__ = ["NATIVE", "contains", "count", "data_lines", "frame"]
+__all__ = ["NATIVE", "contains", "count", "data_lines", "frame", "warn_if_python"]
+
+log = logging.getLogger("promptcast.scan")
+
+
+def warn_if_python() -> None:
+    """At start-up: say so when the scans run in Python (the C module did not build)."""
+    if not NATIVE:
+        log.warning("promptcast._scan is not built: a fast stream's events cost about twice "
+                    "the CPU. Install a C compiler and the Python headers (Debian: "
+                    "build-essential python3-dev), then reinstall promptcast")
