@@ -196,11 +196,11 @@ class Decoder:
         The relay's fast path at full speed: the run (whole `data: ...` events
         of one line each, LF-framed, as they came) is checked all at once, in
         one C pass (`scan.data_lines`) rather than a Python step per line, and
-        passed on without being decoded. Chunks until the
-        first event boundary (the end of an event a previous read began), and
-        a read that is anything else (CR line ends, comments, other fields),
-        are fed one by one, as `feed` would be: a chunk that breaks the stream
-        ends the block, after the events of the chunks before it.
+        passed on without being decoded. Chunks until the first event boundary
+        (the end of an event a previous read began), and a read that is
+        anything else (CR line ends, comments, other fields), are fed one by
+        one, as `feed` would be: a chunk that breaks the stream ends the
+        block, after the events of the chunks before it.
         """
         if self._error is not None:
             raise self._error
