@@ -465,6 +465,18 @@ class Bench:
             archive = subprocess.run(["git", "archive", sha, "src"], cwd=ROOT,
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+            if (src / "src" / "promptcast" / "_scan.c").exists():
+                # Its own C scans, built next to its source: without them it would
+                # run the slower Python ones and the A/B would flatter today's code.
+                subprocess.run([PY, "-c", "from setuptools import Extension, setup; setup("
+                                "name='baseline', script_args=['-q', 'build_ext', '--inplace'], "
+                                "ext_modules=[Extension('promptcast._scan', "
+                                "['promptcast/_scan.c'])])"],
+                               cwd=src / "src", check=True, capture_output=True)
+            # Compiled now, not by its first process: modules imported on a first
+            # request would otherwise add their compiling to that process's CPU.
+            subprocess.run([PY, "-m", "compileall", "-q", str(src / "src")], check=True,
+                           capture_output=True)
         promptcast = str(VENV_BIN / "promptcast")
 
         def target(kind: str, upstream: list[str], what: str) -> Target:
