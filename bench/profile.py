@@ -190,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = bench.tmp / f"profile-{target.name}-{scenario.name}.txt"
         try:
             bench_run.wait_http(port, target.ready, target.startup_timeout, proc)
-            bench.loadgen(port, target, ["--streams", "20", "--chunks", "10", "--gap", "1",
-                                         "--deadline", "30"], bench.tmp / "warm.json", 60)
+            bench.warm_up(port, target, bench.tmp / "warm.json")
             spy = subprocess.Popen(
                 bench_run.pinned(bench_run.HARNESS_CPU, [
                     pyspy, "record", "--pid", str(proc.pid), "--rate", str(args.rate),

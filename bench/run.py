@@ -562,6 +562,13 @@ class Bench:
         result: dict[str, Any] = json.loads(out.read_text())
         return result
 
+    def warm_up(self, port: int, target: Target, out: Path) -> dict[str, Any]:
+        """20 short streams through a freshly started target, then a pause: before any figure."""
+        warm = self.loadgen(port, target, ["--streams", "20", "--chunks", "10", "--gap", "1",
+                                           "--ramp", "0.05", "--deadline", "30"], out, 60)
+        time.sleep(0.3)
+        return warm
+
     def measure(self, target: Target, scenario: Scenario) -> dict[str, Any]:
         row: dict[str, Any] = {"target": target.name, "label": target.label,
                                "scenario": scenario.name}
@@ -575,13 +582,11 @@ class Bench:
                 proc = target.start(port)
                 wait_http(port, target.ready, target.startup_timeout, proc)
                 pid = proc.pid
-            warm = self.loadgen(port, target, ["--streams", "20", "--chunks", "10", "--gap", "1",
-                                               "--ramp", "0.05", "--deadline", "30"],
-                                self.tmp / f"warm-{target.name}-{scenario.name}.json", 60)
+            warm = self.warm_up(port, target,
+                                self.tmp / f"warm-{target.name}-{scenario.name}.json")
             if warm["errors"]:
                 raise RuntimeError(f"warm-up failed: {warm['error_kinds']} "
                                    f"{warm['error_examples']}")
-            time.sleep(0.3)
             pids = process_tree(pid)
             harness = [p for p in (self.upstream.pid if self.upstream else None,) if p]
             base_rss = rss_kb(pids)

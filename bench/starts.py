@@ -39,10 +39,7 @@ def measure(bench: bench_run.Bench, target: bench_run.Target, chunks: int,
     proc = target.start(port)
     try:
         bench_run.wait_http(port, target.ready, target.startup_timeout, proc)
-        bench.loadgen(port, target, ["--streams", "20", "--chunks", "10", "--gap", "1",
-                                     "--ramp", "0.05", "--deadline", "30"],
-                      bench.tmp / "warm.json", 60)
-        time.sleep(0.3)
+        bench.warm_up(port, target, bench.tmp / "warm.json")
         pids = bench_run.process_tree(proc.pid)
         per_stream = []
         for _ in range(args.runs):
@@ -80,29 +77,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("chunks must be 1 to 5,000 and streams 1 to 5,000")
     if not 1 <= args.concurrency <= args.streams or not 1 <= args.runs * args.processes <= 50:
         parser.error("concurrency must be 1 to --streams, and runs × processes 1 to 50")
-    bench = bench_run.Bench(argparse.Namespace(quick=False, peers=False, targets=None,
-                                               reference=True, scenarios="", no_doc=True))
+    # bench.run's own choice of targets: `--targets split` keeps `split@<sha>` too.
+    bench = bench_run.Bench(argparse.Namespace(
+        quick=False, peers=False, targets=args.targets, reference=True, scenarios="",
+        no_doc=True, baseline=[args.baseline] if args.baseline else None))
     os.sched_setaffinity(0, {int(bench_run.HARNESS_CPU)})
     bench.start_upstream()
     try:
-        known = {t.name: t for t in bench.targets() if t.start is not None}
-        if args.baseline:
-            up = f"http://127.0.0.1:{bench.up_port}"
-            for t in bench.baseline_targets(args.baseline, up, bench.tmp / "models.toml"):
-                known[t.name] = t
-        wanted = args.targets.split(",")
-        if args.baseline:  # --targets split keeps split@<sha> too, as in bench.run
-            wanted += [n for n in known if "@" in n and n.split("@")[0] in wanted]
-        missing = [n for n in wanted if n not in known]
+        targets = [t for t in bench.targets() if t.start is not None]
+        missing = set(args.targets.split(",")) - {t.name for t in targets}
         if missing:
-            parser.error(f"unknown targets {missing}; known: {sorted(known)}")
-        runs: dict[str, dict[int, list[float]]] = {n: {c: [] for c in lengths} for n in wanted}
+            parser.error(f"unknown targets {sorted(missing)}; "
+                         "known: split, inproc, chain, nginx, mini")
+        runs: dict[str, dict[int, list[float]]] = {
+            t.name: {c: [] for c in lengths} for t in targets}
         for _ in range(args.processes):  # interleaved: each round visits every pair once
             for chunks in lengths:
-                for name in wanted:
-                    got = measure(bench, known[name], chunks, args)
-                    runs[name][chunks] += got
-                    print(f"  {name:16} {chunks:5} chunks: "
+                for target in targets:
+                    got = measure(bench, target, chunks, args)
+                    runs[target.name][chunks] += got
+                    print(f"  {target.name:16} {chunks:5} chunks: "
                           f"{', '.join(f'{x:.0f}' for x in got)} µs a stream", flush=True)
     finally:
         if bench.upstream is not None:
