@@ -3,11 +3,18 @@ request id, and never a secret."""
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from promptcast.logs import _FORMAT, _Formatter, configure, log_stream, request_id_var, stream_log
+from promptcast.relay import Outcome, StreamStats
 
 from .conftest import Process, models_file
 from .sse_client import post_stream
@@ -56,3 +63,137 @@ async def test_request_id_on_every_line_forwarded_and_no_secret_logged(
     assert any(f"[{generated}]" in line and " 502 " in line for line in lines)
     assert key not in server.output()
     assert "LOGSECRET" not in server.output()
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """`logs.configure`'s setup, writing to a buffer; the root logger restored after.
+
+    Alone on the root logger for the test: pytest adds its capturing handlers
+    again when the test starts (and those take the usual way, as they must).
+    """
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    configure("info")
+    [handler] = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(out)
+    # One timestamp for both ways of writing a line.
+    monkeypatch.setattr(time, "time", lambda: 1764770400.0421)
+    try:
+        yield out
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+
+
+def _alone() -> logging.Handler:
+    """Our handler, alone on the root logger again (see `configured`)."""
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if type(h).__module__ == "promptcast.logs"]
+    [ours] = root.handlers
+    return ours
+
+
+def _stats() -> StreamStats:
+    return StreamStats("s-1", first_event_after=0.0123, duration=1.5, chunks=7,
+                       outcome=Outcome.DONE, completion_tokens=12)
+
+
+def _log_one() -> None:
+    token = request_id_var.set("req-7")
+    try:
+        log_stream(_stats(), model="local", mode="optimize", request_id="req-7", path="/x")
+    finally:
+        request_id_var.reset(token)
+
+
+def test_stream_line_written_without_a_record_is_the_one_logging_writes(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    _alone()
+    # The short way: no LogRecord is made at all.
+    with monkeypatch.context() as patch:
+        patch.setattr(stream_log, "makeRecord", _no_record)
+        _log_one()
+    short = configured.getvalue()
+    configured.truncate(0)
+    configured.seek(0)
+    # A logger filter is something only logging itself can apply: the usual way.
+    stream_log.addFilter(lambda record: True)
+    try:
+        _log_one()
+    finally:
+        stream_log.filters.clear()
+    assert short == configured.getvalue()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1764770400))
+    assert short == (
+        f"{stamp},042 INFO promptcast.stream [req-7] "
+        '{"event":"stream","path":"/x","stream":"s-1","request_id":"req-7","model":"local",'
+        '"mode":"optimize","ttft_ms":12.3,"duration_ms":1500.0,"chunks":7,"outcome":"done",'
+        '"completion_tokens":12}\n')
+
+
+def _no_record(*args: object, **kwargs: object) -> logging.LogRecord:
+    raise AssertionError("a LogRecord was made")
+
+
+@pytest.mark.parametrize("change", ["second handler", "handler level", "handler filter",
+                                    "formatter", "record factory", "own handler", "logger filter",
+                                    "no propagation"])
+def test_anything_else_configured_sees_the_stream_line_as_a_record(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    root = logging.getLogger()
+    ours = _alone()
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    if change == "second handler":
+        root.handlers.insert(0, Keep())
+    elif change == "handler level":
+        monkeypatch.setattr(ours, "level", logging.WARNING)
+    elif change == "handler filter":
+        ours.addFilter(lambda record: seen.append(record) or True)
+    elif change == "formatter":
+        ours.setFormatter(_Seen(seen))
+    elif change == "record factory":
+        default = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = default(*args, **kwargs)
+            seen.append(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        monkeypatch.setattr(logging, "_logRecordFactory", factory)
+        monkeypatch.setattr(logging, "getLogRecordFactory", lambda: factory)
+    elif change == "own handler":
+        stream_log.addHandler(Keep())
+    elif change == "logger filter":
+        monkeypatch.setattr(stream_log, "filters", [lambda record: seen.append(record) or True])
+    else:
+        monkeypatch.setattr(stream_log, "propagate", False)
+    try:
+        _log_one()
+    finally:
+        logging.setLogRecordFactory(logging.LogRecord)
+        stream_log.handlers.clear()
+    if change in ("handler level", "no propagation"):
+        # No handler takes it (logging's last resort takes warnings only): nothing written.
+        assert seen == [] and configured.getvalue() == ""
+        return
+    [record] = seen
+    assert record.name == "promptcast.stream" and '"stream":"s-1"' in record.getMessage()
+
+
+class _Seen(_Formatter):
+    # Our own formatter, but not as `configure` made it.
+    def __init__(self, seen: list[logging.LogRecord]) -> None:
+        super().__init__(_FORMAT)
+        self._seen = seen
+
+    def format(self, record: logging.LogRecord) -> str:
+        self._seen.append(record)
+        return super().format(record)

@@ -20,6 +20,7 @@ request_id_var: ContextVar[str | None] = ContextVar("promptcast_request_id", def
 # Set in the scope once a stream's own line was logged: it says all the access
 # line would, so a stream costs one log record, not two.
 STREAM_LOGGED = "promptcast.stream_logged"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 def valid_request_id(value: str) -> bool:
@@ -83,13 +84,61 @@ def log_stream(stats: StreamStats, *, model: str, mode: str, request_id: str | N
         else round(stats.first_event_after * 1000, 1),
         "duration_ms": round(stats.duration * 1000, 1),
         "chunks": stats.chunks,
-        "outcome": stats.outcome.value,
+        "outcome": stats.outcome,  # a StrEnum: orjson writes its value
     }
     if stats.completion_tokens:
         record["completion_tokens"] = stats.completion_tokens
     if stats.error_code:
         record["error"] = stats.error_code
-    stream_log.info(orjson.dumps(record).decode())
+    message = orjson.dumps(record).decode()
+    handler = _sole_handler(stream_log)
+    if handler is None or not handler.write_info(stream_log.name, message):
+        stream_log.info(message)
+
+
+def _sole_handler(logger: logging.Logger) -> _LineHandler | None:
+    """Our own handler, if it is the only one an INFO record of `logger` reaches, and
+    nothing else (a logger's filter, a record factory) would see the record."""
+    if logger.filters or logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
+    found: logging.Handler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    if type(found) is not _LineHandler or found.level > logging.INFO:
+        return None
+    return found
+
+
+class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """`logging.StreamHandler` with our line format, able to write a stream's line without a
+    `LogRecord` and `logging`'s dozens of calls: the same bytes, for 8 % fewer instructions
+    a stream (docs/benchmarks.md)."""
+
+    def write_info(self, name: str, message: str) -> bool:
+        """Write `message` as `name`'s INFO line, as `emit` would; False if this handler is not
+        as `configure` set it up (the caller then logs the usual way)."""
+        formatter = self.formatter
+        filters = self.filters
+        if (type(formatter) is not _Formatter or formatter._fmt != _FORMAT
+                or len(filters) != 1 or type(filters[0]) is not _RequestIdFilter):
+            return False
+        created = time.time()
+        line = (f"{formatter.stamp(created, int((created - int(created)) * 1000))} INFO "
+                f"{name} [{request_id_var.get() or '-'}] {message}{self.terminator}")
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(line)
+                self.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord(
+                    {"name": name, "msg": message, "levelno": logging.INFO,
+                     "levelname": "INFO", "created": created}))
+        return True
 
 
 class _Formatter(logging.Formatter):
@@ -101,20 +150,22 @@ class _Formatter(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self.stamp(record.created, int(record.msecs))
+
+    def stamp(self, created: float, msecs: int) -> str:
+        """`asctime` for a record created at `created`, `msecs` its milliseconds."""
+        second = int(created)
         if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created))
             self._second = second
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return f"{self._stamp},{msecs:03d}"
 
 
 def configure(level: str) -> None:
     """One-line records on stderr at `level`, each with its request id."""
-    handler = logging.StreamHandler()
+    handler = _LineHandler()
     handler.addFilter(_RequestIdFilter())
-    handler.setFormatter(_Formatter(
-        "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-    ))
+    handler.setFormatter(_Formatter(_FORMAT))
     # A stream costs a log record; our lines name no thread, process or source
     # line, so records skip looking them up (the logging HOWTO's "Optimization").
     logging.logThreads = False
