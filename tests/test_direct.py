@@ -367,8 +367,10 @@ def test_the_request_id_and_the_stream_line_are_the_apps(
     # What puts the request id on every line of the server's log.
     caplog.handler.addFilter(_RequestIdFilter())
     with caplog.at_level("INFO"):
+        # Sent twice: the first one is the request's, as the app takes it.
         [(status, headers, _)], _ = _talk(
-            server, _post("/optimize-stream", _body(), b"X-Request-ID: trace-42"), responses=1)
+            server, _post("/optimize-stream", _body(), b"X-Request-ID: trace-42",
+                          b"X-Request-ID: trace-43"), responses=1)
         assert wait_until(lambda: any("trace-42" in r.getMessage() for r in caplog.records))
     assert status == 200 and headers["x-request-id"] == "trace-42"
     [line] = [r for r in caplog.records if r.name == "promptcast.stream"]

@@ -592,7 +592,7 @@ class FastStreams:
         if not body.stream or body.resumable:
             return None
         return self._serve(exchange, self._rt.gateway.open(body, request_id), request_id,
-                           body.model, body.mode.value)
+                           body.model, body.mode)
 
     def _local(self, exchange: Exchange, data: dict[str, Any],
                request_id: str) -> Coroutine[Any, Any, None] | None:
@@ -600,7 +600,7 @@ class FastStreams:
         if not body.stream:
             return None
         return self._serve(exchange, self._rt.local_source.open(body, request_id), request_id,
-                           body.model, body.mode.value)
+                           body.model, body.mode)
 
     def _chat(self, exchange: Exchange, data: dict[str, Any],
               request_id: str) -> Coroutine[Any, Any, None] | None:

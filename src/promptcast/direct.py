@@ -160,8 +160,8 @@ class Exchange(DirectChannel):
     for it at shutdown.
     """
 
-    __slots__ = ("_protocol", "body", "disconnected", "headers", "keep_alive", "path",
-                 "response_complete", "response_started")
+    __slots__ = ("_by_name", "_protocol", "body", "disconnected", "headers", "keep_alive",
+                 "path", "response_complete", "response_started")
 
     message_event = _NoEvent()
 
@@ -171,6 +171,7 @@ class Exchange(DirectChannel):
         self._protocol = protocol
         self.path = path
         self.headers = headers
+        self._by_name: dict[bytes, bytes] | None = None
         self.body = bytearray()
         self.keep_alive = keep_alive
         self.disconnected = False
@@ -183,10 +184,12 @@ class Exchange(DirectChannel):
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header `name` (lower case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        by_name = self._by_name
+        if by_name is None:
+            # One pass in C for the few headers a start asks for; reversed, so
+            # the first of a repeated header wins.
+            by_name = self._by_name = dict(reversed(self.headers))
+        return by_name.get(name)
 
     def start(self, status: int, headers: Headers) -> None:
         """Start a chunked response: its status line and headers leave with the first write,

@@ -90,8 +90,7 @@ class Metrics:
     def finished(self, stats: StreamStats, model: str) -> None:
         children = self._of(model)
         children.in_flight -= 1
-        outcome = stats.outcome.value
-        children.outcomes[outcome] += 1
+        children.outcomes[stats.outcome] += 1  # a StrEnum: counted as its value
         if stats.first_event_after is not None:
             children.ttft.observe(stats.first_event_after)
         children.duration.observe(stats.duration)

@@ -44,7 +44,8 @@ class OptimizeRequest:
 
     def as_json(self) -> dict[str, Any]:
         """The body to forward to an upstream model service."""
-        body: dict[str, Any] = {"prompt": self.prompt, "type": self.mode.value,
+        # `mode` is a StrEnum: orjson writes its value.
+        body: dict[str, Any] = {"prompt": self.prompt, "type": self.mode,
                                 "model": self.model, "stream": self.stream}
         if self.opening is not None:
             body["opening"] = self.opening
