@@ -37,7 +37,7 @@ def both_scans(request: pytest.FixtureRequest) -> Iterator[str]:
     """A module's tests on the C scans, then again on their Python reference (scan.py)."""
     with pytest.MonkeyPatch.context() as patch:
         if request.param == "python":
-            for name in ("data_lines", "frame", "count", "contains"):
+            for name in ("data_lines", "frame", "count", "contains", "find_line"):
                 patch.setattr(scan, name, getattr(scan, f"py_{name}"))
         yield request.param
 

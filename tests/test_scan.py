@@ -19,7 +19,8 @@ except ImportError:  # test_the_suite_runs_the_c_scans says so; the Python half 
     _scan = None
 
 PY = types.SimpleNamespace(data_lines=scan.py_data_lines, frame=scan.py_frame,
-                           count=scan.py_count, contains=scan.py_contains)
+                           count=scan.py_count, contains=scan.py_contains,
+                           find_line=scan.py_find_line)
 NEEDS_C = pytest.mark.skipif(_scan is None, reason="promptcast._scan not built")
 IMPLS = pytest.mark.parametrize("impl", [
     pytest.param(_scan, id="c", marks=NEEDS_C),
@@ -199,6 +200,40 @@ def test_count_and_contains(impl: Any) -> None:
 def test_count_and_contains_agree_with_bytes(haystack: bytes, needle: bytes) -> None:
     assert _scan.count(haystack, needle) == haystack.count(needle)
     assert _scan.contains(haystack, needle) is (needle in haystack)
+
+
+@IMPLS
+def test_find_line(impl: Any) -> None:
+    done = b"data: [DONE]"
+    lines = [b"data: a", b"data: [DONE]x", done, b"data: b", done]
+    assert impl.find_line(lines, done) == 2  # the first one
+    assert impl.find_line(lines, b"data: a") == 0
+    assert impl.find_line(lines[:2], done) == -1  # a longer line is not it
+    assert impl.find_line([b"data: [DONE"], done) == -1  # nor a shorter one
+    assert impl.find_line([b"data: [DONF]"], done) == -1  # nor one byte off
+    assert impl.find_line([], done) == -1
+    assert impl.find_line([b""], b"") == 0
+    for args in (((b"data: a",), done), ([b"data: a"], "data: a"), ([done, "x"], b"x"),
+                 ([bytearray(b"x")], b"x")):
+        with pytest.raises(TypeError):
+            impl.find_line(*args)
+
+
+@NEEDS_C
+def test_find_line_checks_its_arguments() -> None:
+    with pytest.raises(TypeError):
+        _scan.find_line([b"a"])
+    with pytest.raises(TypeError):
+        _scan.find_line([b"a"], b"a", b"a")
+
+
+@NEEDS_C
+@settings(max_examples=1000)
+@given(st.lists(st.sampled_from([b"", b"a", b"ab", b"ba", b"data: [DONE]", b"data: [DONE] "]),
+                max_size=30),
+       st.sampled_from([b"", b"a", b"ab", b"data: [DONE]"]))
+def test_find_line_agrees_with_the_reference(lines: list[bytes], line: bytes) -> None:
+    assert _scan.find_line(lines, line) == scan.py_find_line(lines, line)
 
 
 def test_a_server_without_the_c_scans_says_so(monkeypatch: pytest.MonkeyPatch,

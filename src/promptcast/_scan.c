@@ -250,11 +250,49 @@ contains(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(hlen >= nlen && memmem(h, (size_t)hlen, nd, (size_t)nlen) != NULL);
 }
 
+PyDoc_STRVAR(find_line_doc,
+"find_line(lines, line, /)\n--\n\n"
+"The index of the first item of `lines` (a list of bytes) equal to `line`, or -1.");
+
+static PyObject *
+find_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *lines, *item;
+    const char *want;
+    Py_ssize_t len, i;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "find_line() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    lines = args[0];
+    if (!PyList_CheckExact(lines) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "find_line() takes a list of bytes and a bytes");
+        return NULL;
+    }
+    want = PyBytes_AS_STRING(args[1]);
+    len = PyBytes_GET_SIZE(args[1]);
+    /* No Python code runs in this loop: the list cannot change under it. A
+     * length test and a memcmp, where list.index makes a rich comparison
+     * (three calls) of every line. */
+    for (i = 0; i < PyList_GET_SIZE(lines); i++) {
+        item = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_CheckExact(item)) {
+            PyErr_SetString(PyExc_TypeError, "find_line() takes a list of bytes and a bytes");
+            return NULL;
+        }
+        if (PyBytes_GET_SIZE(item) == len && memcmp(PyBytes_AS_STRING(item), want, (size_t)len) == 0) {
+            return PyLong_FromSsize_t(i);
+        }
+    }
+    return PyLong_FromLong(-1);
+}
+
 static PyMethodDef methods[] = {
     {"data_lines", (PyCFunction)data_lines, METH_O, data_lines_doc},
     {"frame", (PyCFunction)(void (*)(void))frame, METH_FASTCALL, frame_doc},
     {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL, count_doc},
     {"contains", (PyCFunction)(void (*)(void))contains, METH_FASTCALL, contains_doc},
+    {"find_line", (PyCFunction)(void (*)(void))find_line, METH_FASTCALL, find_line_doc},
     {NULL, NULL, 0, NULL},
 };
 

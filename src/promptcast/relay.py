@@ -596,9 +596,10 @@ class Relay:
             lines = lines[1:]
             if self._settled or not lines:
                 return
-        done = b"data: [DONE]" in lines  # a length check per line: cheap
+        end = scan.find_line(lines, b"data: [DONE]")  # no Python step per line
+        done = end >= 0
         if done:
-            lines = lines[:lines.index(b"data: [DONE]")]
+            lines = lines[:end]
         try:
             if lines:
                 seq = self._seq

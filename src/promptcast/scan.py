@@ -61,15 +61,27 @@ def py_contains(haystack: bytes, needle: bytes) -> bool:
     return needle in haystack
 
 
+def py_find_line(lines: list[bytes], line: bytes) -> int:
+    """The index of the first item of `lines` equal to `line`, or -1."""
+    if type(lines) is not list or type(line) is not bytes \
+            or not all(type(item) is bytes for item in lines):
+        raise TypeError("find_line() takes a list of bytes and a bytes")
+    try:
+        return lines.index(line)
+    except ValueError:
+        return -1
+
+
 try:
-    from ._scan import contains, count, data_lines, frame
+    from ._scan import contains, count, data_lines, find_line, frame
 except ImportError:  # not built (no C compiler at install): the same, slower
     NATIVE = False
-    data_lines, frame, count, contains = py_data_lines, py_frame, py_count, py_contains
+    data_lines, frame, count, contains, find_line = (
+        py_data_lines, py_frame, py_count, py_contains, py_find_line)
 else:
     NATIVE = True
 
-__all__ = ["NATIVE", "contains", "count", "data_lines", "frame", "warn_if_python"]
+__all__ = ["NATIVE", "contains", "count", "data_lines", "find_line", "frame", "warn_if_python"]
 
 log = logging.getLogger("promptcast.scan")
 
