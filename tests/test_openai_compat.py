@@ -184,6 +184,8 @@ def _started_stream(first: str) -> tuple[_Response, _RunListener]:
     listener = _RunListener()
     stream.push(listener)  # type: ignore[arg-type]
     response.on_bodies([event(first)])
+    assert listener.got == [first.encode()]
+    listener.runs.clear()  # the tests count the runs of the reads after it
     return response, listener
 
 

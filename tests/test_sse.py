@@ -493,8 +493,13 @@ def _feed_and_block(prefix: bytes, chunks: list[bytes], **options: Any) -> tuple
     (b"data: a\n\ndata: hal", [b"f\n\ndata: 2\n\n", b"data: 3\n\n"], True),
     # Its id carries on into the run's events.
     (b"id: 9\ndata: a\n\n", [b"data: 1\n\n", b"data: 2\n\n"], True),
-    # The stream's start (a BOM may come): the first event goes through feed.
+    # The stream's start with a BOM (or what may be one): it goes through feed.
     (b"", [b"\xef\xbb\xbfdata: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"], True),
+    (b"", [b"\xef", b"\xbb\xbfdata: 1\n\n", b"data: 2\n\n"], True),
+    (b"", [b"", b"\xef\xbb\xbfdata: 1\n\n", b"data: 2\n\n"], True),
+    (b"", [b"\xefdata: 1\n\n", b"data: 2\n\n"], True),  # not a BOM: kept
+    # The stream's start with none: its first events are a run too.
+    (b"", [b"data: 1\n\n", b"data: 2\n\n"], True),
     # Anything else is feed's: CRLF, comments, other fields, multi-line data.
     (b"data: a\n\n", [b"data: 1\r\n\r\n", b"data: 2\r\n\r\n"], False),
     (b"data: a\n\n", [b": keep-alive\n\n", b"data: 2\n\n"], False),

@@ -207,6 +207,10 @@ class Decoder:
         before: list[Event] = []
         count = len(chunks)
         i = 0
+        if self._bom_head == b"" and count and chunks[0] and chunks[0][0] != _BOM[0]:
+            # A stream's first read, and no BOM: settled here, so the first
+            # events can be a run too, not go through `feed` one by one.
+            self._bom_head = None
         try:
             while i < count and not self._at_boundary():
                 before += self.feed(chunks[i])
