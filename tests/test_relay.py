@@ -714,6 +714,25 @@ async def _run_direct(events: _Reads, channel: _Channel) -> tuple[Relay, StreamS
     return relay, stats
 
 
+@pytest.mark.parametrize("heartbeat", [None, 15.0])
+async def test_pushed_first_event_brings_a_sooner_idle_limit_into_force(
+        heartbeat: float | None) -> None:
+    # Armed for the (long) first-token limit, or the heartbeat; the first
+    # event must bring the (short) idle limit into force.
+    limits = Limits(first_token_timeout=30, idle_timeout=0.3, total_timeout=60,
+                    heartbeat_interval=heartbeat)
+    relay = Relay(_Reads(lambda up: up.data(_content("a"))), limits, "s")  # type: ignore[arg-type]
+    channel = _Channel()
+    with anyio.fail_after(5):
+        stats = await relay.run_direct(channel, Drain(5.0))  # type: ignore[arg-type]
+    assert (stats.outcome, stats.chunks) == (Outcome.TIMEOUT, 1)
+    assert 0.25 < stats.duration < 2  # the idle limit, not the 30 s nor the 15 s heartbeat
+    [error] = _events(relay.last_frame)
+    assert error_data(relay.last_frame) == {
+        "code": "timeout", "message": "no data from the model for 0.3 s"}
+    assert error.event == "timeout"
+
+
 async def test_an_error_in_the_last_read_follows_that_reads_events_in_one_frame_block() -> None:
     events = _Reads(lambda up: up.data(_content("a")),
                     lambda up: (up.data(_content("b")),

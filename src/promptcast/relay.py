@@ -547,7 +547,7 @@ class Relay:
             if first:
                 self.stats.first_event_after = now - self._start
                 # The idle limit may end sooner than the first-token one did.
-                self._schedule_timer(now)
+                self._schedule_timer(now, sooner_only=True)
             terminal = self._terminal_of(event)
             if terminal is not None:
                 self._terminal = terminal
@@ -684,13 +684,18 @@ class Relay:
             self._reason = Drain.error()
             self._settle()
 
-    def _schedule_timer(self, now: float) -> None:
+    def _schedule_timer(self, now: float, *, sooner_only: bool = False) -> None:
+        """Arm the timer for the next deadline or heartbeat; with `sooner_only`, leave it be
+        unless that comes sooner than the armed time (which re-arms itself when it fires)."""
         deadline = self._read_deadline()[0]
         interval = self._limits.heartbeat_interval
         if interval is not None and self._channel is not None:
             deadline = min(deadline, max(self._last_write + interval, now))
-        if self._timer is not None:
-            self._timer.cancel()
+        timer = self._timer
+        if timer is not None:
+            if sooner_only and deadline >= timer.when():
+                return
+            timer.cancel()
         self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
