@@ -27,7 +27,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -60,8 +60,9 @@ class BodyIncomplete(HTTPClientError):
     """The connection ended before the response body did."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Origin:
+class _Origin(NamedTuple):
+    # A tuple: the pool looks its connections up by origin twice a request,
+    # and a tuple's hash is C where a frozen dataclass's is a Python call.
     scheme: str
     host: str
     port: int
@@ -402,13 +403,17 @@ class HTTPClient:
             self._ssl = ssl.create_default_context()
         return self._ssl
 
-    async def _connect(self, origin: _Origin) -> tuple[_Connection, bool]:
-        """A connection to `origin`, and whether it is a kept-alive one being reused."""
+    def _reuse(self, origin: _Origin) -> _Connection | None:
+        """A kept-alive connection to `origin` still open, if the pool has one."""
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                return conn, True
+                return conn
+        return None
+
+    async def _connect(self, origin: _Origin) -> _Connection:
+        """A new connection to `origin`."""
         loop = asyncio.get_running_loop()
         tls = self._tls() if origin.scheme == "https" else None
         try:
@@ -422,7 +427,7 @@ class HTTPClient:
             raise ConnectFailed(f"connecting timed out after {self._connect_timeout:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(type(exc).__name__) from None
-        return conn, False
+        return conn
 
     async def _resolve(self, origin: _Origin) -> str:
         """An address for the host: IP literals as they are, names cached for a minute.
@@ -481,7 +486,11 @@ class HTTPClient:
         # fresh connection failing is never retried: the server may have
         # started the (paid) work.
         while True:
-            conn, reused = await self._connect(origin)
+            # Reuse needs no await: no coroutine for it, as a stream start mostly reuses.
+            conn = self._reuse(origin)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(origin)
             response = Response(conn, self, origin)
             conn.start(response)
             assert conn.transport is not None

@@ -215,9 +215,10 @@ class Decoder:
             while i < count and not self._at_boundary():
                 before += self.feed(chunks[i])
                 i += 1
-            rest = b"".join(chunks[i:])
+            rest = b"".join(chunks[i:] if i else chunks)
+            size = len(rest)
             end = rest.rfind(b"\n\n") + 2
-            run = self._plain_run(rest[:end]) if end > 1 else None
+            run = self._plain_run(rest[:end] if end < size else rest) if end > 1 else None
             if run is None:
                 while i < count:
                     before += self.feed(chunks[i])
@@ -226,6 +227,8 @@ class Decoder:
             self._last_event_id = self._id
         except SSEProtocolError as exc:
             return Block(before, None, [], exc)
+        if end == size:  # the read ended with an event, as it mostly does
+            return Block(before, run, [], None)
         try:
             return Block(before, run, self.feed(rest[end:]), None)
         except SSEProtocolError as exc:
