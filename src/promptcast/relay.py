@@ -572,8 +572,16 @@ class Relay:
         """`event()` for a plain one-line message event, as its bytes: no str round trip."""
         if self._settled:
             return
-        if self._last_event is None or payload == b"[DONE]":
-            self.event(sse.Event(payload.decode()))  # the first, or the last: the general path
+        if self._last_event is None:
+            self.event(sse.Event(payload.decode()))  # the first starts the clocks: the general path
+            return
+        if payload == b"[DONE]":
+            # What `event()` makes of it, without an Event to make it from.
+            self._last_event = self._loop.time()
+            self.stats.outcome = Outcome.DONE
+            self._seq += 1
+            self._terminal = b"%s%d\ndata: [DONE]\n\n" % (self._id_prefix, self._seq)
+            self._settle()
             return
         try:
             # Timed once per read, in flush(), not per event.
