@@ -654,3 +654,33 @@ async def test_a_stream_head_with_no_events_yet_leaves_on_the_next_loop_turn() -
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
     exchange.write(b"data: 1\n\n")
     assert protocol.transport.written[1:] == [b"9\r\ndata: 1\n\n\r\n"]
+
+
+def test_the_protocol_sets_up_a_connection_as_uvicorns_does() -> None:
+    # HttpProtocol.__init__ is uvicorn's, less two lookups per connection: the
+    # same attributes, the same values (but the parser, made for each).
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    async def build() -> tuple[dict[str, Any], dict[str, Any]]:
+        config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=7, root_path="/r",
+                                limit_concurrency=9)
+        state, app_state = ServerState(), {"k": 1}
+        ours = vars(HttpProtocol(config, state, app_state))
+        theirs = vars(HttpToolsProtocol(config, state, app_state))
+        return ours, theirs
+
+    ours, theirs = asyncio.run(build())
+    assert set(ours) - set(theirs) == {"_channels", "_addressed"}
+    assert set(theirs) <= set(ours)
+    for name, value in theirs.items():
+        if name == "parser":
+            assert type(ours[name]) is type(value) and ours[name] is not value
+        elif name == "pipeline":
+            assert ours[name] == value and ours[name] is not value
+        else:
+            assert ours[name] == value, name

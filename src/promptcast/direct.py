@@ -25,13 +25,16 @@ the routes answer themselves, with the app's error body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import httptools
+from uvicorn.config import Config
 from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
@@ -40,6 +43,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
+from uvicorn.server import ServerState
 
 DIRECT = "promptcast.direct"
 # Where the lifespan state keeps the routes served below ASGI.
@@ -51,6 +55,9 @@ Headers = list[tuple[bytes, bytes]]
 log = logging.getLogger("promptcast.direct")
 # The app's access log (logs.py, which cannot be imported from here).
 access_log = logging.getLogger("promptcast.access")
+# uvicorn's, as every connection of its httptools protocol has them.
+_UVICORN_ERROR = logging.getLogger("uvicorn.error")
+_UVICORN_ACCESS = logging.getLogger("uvicorn.access")
 
 
 class DirectChannel:
@@ -275,13 +282,45 @@ _ENDED: Any = _Ended()
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol: a `DirectChannel` per scope; stream routes below ASGI."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        routes = kwargs.get("app_state", {}).get(STREAM_ROUTES)
-        if kwargs.get("_loop") is None and routes is not None:
-            # uvicorn passes no loop, so each connection would look it up: on
-            # Python 3.11 a getpid() system call per lookup.
-            kwargs["_loop"] = routes.loop
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # uvicorn's own `__init__`, less two lookups it makes again for every
+        # connection: its two loggers (a lock and a dict each), and the loop
+        # (uvicorn passes none; on Python 3.11 each lookup is a getpid()
+        # system call). tests/test_direct.py holds this to uvicorn's.
+        if not config.loaded:
+            config.load()
+        routes: StreamRoutes | None = app_state.get(STREAM_ROUTES)
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or (routes.loop if routes is not None else asyncio.get_event_loop())
+        self.logger = _UVICORN_ERROR
+        self.access_logger = _UVICORN_ACCESS
+        self.access_log = _UVICORN_ACCESS.hasHandlers()
+        self.parser = httptools.HttpRequestParser(self)
+        with contextlib.suppress(AttributeError):  # httptools < 0.6.3 has no leniencies
+            # As uvicorn: the first of pipelined requests can still be answered.
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.ws_protocol_class = config.ws_protocol_class
+        self.root_path = config.root_path
+        self.asgi_version = config.asgi_version
+        self.limit_concurrency = config.limit_concurrency
+        self.app_state = app_state
+        self.timeout_keep_alive_task = None
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.server_state = server_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.transport = None  # type: ignore[assignment]
+        self.flow = None  # type: ignore[assignment]
+        self.server = None
+        self.client = None
+        self.scheme = None
+        self.pipeline = deque()
+        self.scope = None  # type: ignore[assignment]
+        self.headers = None  # type: ignore[assignment]
+        self.expect_100_continue = False
+        self.cycle = None  # type: ignore[assignment]
         # Requests of this connection whose responses may still be running
         # (more than one only when the client pipelines).
         self._channels: list[DirectChannel] = []
