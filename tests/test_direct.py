@@ -547,7 +547,8 @@ def test_a_client_that_leaves_before_its_body_is_in_leaves_nothing_behind(
             with socket.create_connection((host, int(port)), timeout=10) as sock:
                 sock.sendall(_post("/optimize-stream", _body())[:-5])
                 assert wait_until(lambda: _live(Exchange) > exchanges)
-        assert wait_until(lambda: (_live(HttpProtocol), _live(Exchange)) == (protocols, exchanges))
+        # No more than before: one an earlier test left closing may go meanwhile.
+        assert wait_until(lambda: _live(HttpProtocol) <= protocols and _live(Exchange) <= exchanges)
     finally:
         gc.enable()
 

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import ids
 from .auth import bearer, build_middleware, digests, matching_key
-from .direct import STREAM_ROUTES, DirectChannel, Exchange, channel_of
+from .direct import STREAM_ROUTES, DirectChannel, Exchange, channel_of, render_headers
 from .drain import Drain
 from .errors import (
     ClientGone,
@@ -115,6 +115,10 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         if not message.get("more_body", False):
             return parse_json(b"".join((*parts, part)) if parts else part)
         parts.append(part)
+
+
+# The event-stream headers of every stream start below ASGI, rendered once.
+_SSE_HEAD = render_headers(SSE_RAW_HEADERS)
 
 
 def _is_json(ctype: str) -> bool:
@@ -642,8 +646,8 @@ class FastStreams:
         stream_id = _new_stream_id()
         relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors,
                       loop=self.loop)
-        exchange.start(200, [*SSE_RAW_HEADERS, (b"x-stream-id", stream_id.encode()),
-                             (b"x-request-id", request_id.encode())])
+        exchange.start(200, [(b"x-stream-id", stream_id.encode()),
+                             (b"x-request-id", request_id.encode())], _SSE_HEAD)
         rt.metrics.started(model)
         if relay.can_run_direct():
             stats = await relay.run_direct(exchange, rt.drain)

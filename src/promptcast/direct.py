@@ -198,14 +198,16 @@ class Exchange(DirectChannel):
             by_name = self._by_name = dict(reversed(self.headers))
         return by_name.get(name)
 
-    def start(self, status: int, headers: Headers) -> None:
-        """Start a chunked response: its status line and headers leave with the first write,
-        or on the next turn of the event loop, whichever comes first."""
+    def start(self, status: int, headers: Headers, rendered: bytes = b"") -> None:
+        """Start a chunked response: its status line and headers (and `rendered`, more header
+        lines as `render_headers` makes them) leave with the first write, or on the next turn
+        of the event loop, whichever comes first."""
         self.response_started = True
         if not self.gone and not self._transport.is_closing():
             # A stream's first events are often in hand already: one write and
             # one packet for head and events, not two (benchmarks.md).
-            self._unsent = self._head(status, headers, b"transfer-encoding: chunked\r\n")
+            self._unsent = self._head(status, headers, b"transfer-encoding: chunked\r\n",
+                                      rendered)
             self._protocol.loop.call_soon(self._send_head)
 
     def _send_head(self) -> None:
@@ -237,15 +239,14 @@ class Exchange(DirectChannel):
         self._transport.close()
         self._complete()
 
-    def _head(self, status: int, headers: Headers, framing: bytes) -> bytes:
-        lines = [STATUS_LINE[status]]
-        for name, value in (*self._protocol.server_state.default_headers, *headers):
-            lines.append(b"%s: %s\r\n" % (name, value))
-        lines.append(framing)
-        if not self.keep_alive:
-            lines.append(b"connection: close\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+    def _head(self, status: int, headers: Headers, framing: bytes, rendered: bytes = b"") -> bytes:
+        defaults = self._protocol.server_state.default_headers
+        if defaults is not _defaults.headers:
+            # uvicorn makes a new list when its date header changes: once a second.
+            _defaults.headers, _defaults.rendered = defaults, render_headers(defaults)
+        return b"%s%s%s%s%s%s\r\n" % (
+            STATUS_LINE[status], _defaults.rendered, rendered, render_headers(headers), framing,
+            b"" if self.keep_alive else b"connection: close\r\n")
 
     def _complete(self) -> None:
         self.response_complete = True
@@ -255,6 +256,21 @@ class Exchange(DirectChannel):
         if not self.keep_alive:
             self._transport.close()
         protocol.on_response_complete()
+
+
+def render_headers(headers: Headers | tuple[tuple[bytes, bytes], ...]) -> bytes:
+    """`headers` as the lines of a response head."""
+    return b"".join([b"%s: %s\r\n" % header for header in headers])
+
+
+class _RenderedDefaults:
+    # The server's default headers (the date) as last rendered, for every
+    # response head of the same second.
+    headers: Headers | None = None
+    rendered = b""
+
+
+_defaults = _RenderedDefaults()
 
 
 class StreamRoutes(Protocol):

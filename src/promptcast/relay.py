@@ -299,19 +299,22 @@ class Relay:
             self._reason = reason
         main.cancel()
 
-    def _read_deadline(self) -> tuple[float, Callable[[], str]]:
-        """When the stream times out if nothing comes, and how to say why."""
+    def _read_deadline(self) -> float:
+        """When the stream times out if nothing comes (`_timeout_reason()` says why)."""
         limits = self._limits
+        last = self._last_event
+        deadline = (self._start + limits.first_token_timeout if last is None
+                    else last + limits.idle_timeout)
+        return min(deadline, self._start + limits.total_timeout)
+
+    def _timeout_reason(self) -> str:
+        """Why the stream timed out at `_read_deadline()`: made only then, not per check."""
+        limits = self._limits
+        if self._read_deadline() == self._start + limits.total_timeout:
+            return f"the stream reached its {limits.total_timeout:g} s limit"
         if self._last_event is None:
-            deadline = self._start + limits.first_token_timeout
-            what = lambda: f"no first token within {limits.first_token_timeout:g} s"  # noqa: E731
-        else:
-            deadline = self._last_event + limits.idle_timeout
-            what = lambda: f"no data from the model for {limits.idle_timeout:g} s"  # noqa: E731
-        total = self._start + limits.total_timeout
-        if total <= deadline:
-            return total, lambda: f"the stream reached its {limits.total_timeout:g} s limit"
-        return deadline, what
+            return f"no first token within {limits.first_token_timeout:g} s"
+        return f"no data from the model for {limits.idle_timeout:g} s"
 
     def _next_check(self, now: float, deadline: float) -> float:
         """How long the ticker may sleep: to `deadline`, or less if a first event could bring it on.
@@ -327,9 +330,9 @@ class Relay:
         limits = self._limits
         while True:
             now = self._loop.time()
-            read_deadline, what = self._read_deadline()
+            read_deadline = self._read_deadline()
             if now >= read_deadline:
-                self._stop(main, StreamTimeout(what()))
+                self._stop(main, StreamTimeout(self._timeout_reason()))
                 return
             if limits.heartbeat_interval is None:
                 await asyncio.sleep(self._next_check(now, read_deadline))
@@ -695,7 +698,7 @@ class Relay:
     def _schedule_timer(self, now: float, *, sooner_only: bool = False) -> None:
         """Arm the timer for the next deadline or heartbeat; with `sooner_only`, leave it be
         unless that comes sooner than the armed time (which re-arms itself when it fires)."""
-        deadline = self._read_deadline()[0]
+        deadline = self._read_deadline()
         interval = self._limits.heartbeat_interval
         if interval is not None and self._channel is not None:
             deadline = min(deadline, max(self._last_write + interval, now))
@@ -711,12 +714,12 @@ class Relay:
         if self._settled:
             return
         now = self._loop.time()
-        deadline, what = self._read_deadline()
+        deadline = self._read_deadline()
         if now >= deadline:
             self._reason = StreamTimeout(
                 "the client stopped reading the stream" if self._paused
                 else "the streams store stopped taking the stream" if self._store_paused
-                else what())
+                else self._timeout_reason())
             self._settle()
             return
         interval = self._limits.heartbeat_interval
