@@ -180,7 +180,7 @@ class Decoder:
             return None
         size = len(chunk)
         if (size > self._max_line or chunk[:6] != b"data: " or chunk[-2:] != b"\n\n"
-                or chunk.count(b"\n") != 2 or b"\r" in chunk):
+                or chunk.count(b"\n") != 2 or 0x0D in chunk):  # an int: no TypeError made
             return None
         data = chunk[6:-2]
         if len(data) >= self._max_event:

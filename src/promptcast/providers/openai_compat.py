@@ -357,5 +357,6 @@ def _plain_content(data: bytes) -> bool:
     # One line only: a relay frames pass-through data as one `data:` line. A
     # `usage` goes through the parse, which drops it when the client did not ask.
     return (data[:1] == b"{" and data.endswith(b'"finish_reason":null}]}')
-            and data.count(b'"finish_reason"') == 1 and b'"error"' not in data
-            and b"\n" not in data and b'"usage":{' not in data)
+            # Not bytes `in` (it makes and drops a TypeError each: relay.Relay.data).
+            and data.count(b'"finish_reason"') == 1 and not scan.contains(data, b'"error"')
+            and 0x0A not in data and not scan.contains(data, b'"usage":{'))
