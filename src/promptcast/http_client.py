@@ -111,9 +111,16 @@ class _Connection(asyncio.Protocol):
             self._fail(HTTPClientError(f"the upstream broke HTTP/1.1: {exc}"))
             self.close()
             return
-        if self._bodies:
-            self._hand_over()
+        bodies = self._bodies
         response = self.response
+        if bodies:
+            on_bodies = response.on_bodies if response is not None else None
+            if on_bodies is not None:  # push mode, `_hand_over()`'s first case: once a read
+                on_bodies(bodies)
+                bodies.clear()
+            else:
+                self._hand_over()
+            response = self.response  # the listener may have closed it
         if response is not None and response.on_read is not None:
             response.on_read()
 
