@@ -1097,7 +1097,9 @@ def chart(report: dict[str, Any], path: Path) -> None:
                             ha="center", va="bottom", fontsize=6.5, rotation=90,
                             xytext=(0, 2), textcoords="offset points")
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(scenarios)), scenarios, fontsize=9)
+        # `throughput-ramped` on two lines: it would run into its neighbour.
+        ax.set_xticks(range(len(scenarios)), [s.replace("-", "-\n") for s in scenarios],
+                      fontsize=9)
         ax.set_xlim(-0.5, len(scenarios) - 0.5)
         if scale == "symlog":
             ax.set_yscale("symlog", linthresh=1)
