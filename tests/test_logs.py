@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from promptcast import logs
 from promptcast.logs import _FORMAT, _Formatter, configure, log_stream, request_id_var, stream_log
 from promptcast.relay import Outcome, StreamStats
 
@@ -80,7 +82,7 @@ def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(out)
     # One timestamp for both ways of writing a line.
-    monkeypatch.setattr(time, "time", lambda: 1764770400.0421)
+    monkeypatch.setattr(time, "time", lambda: 1764770400.0429)
     try:
         yield out
     finally:
@@ -113,7 +115,7 @@ def test_stream_line_written_without_a_record_is_the_one_logging_writes(
     _alone()
     # The short way: no LogRecord is made at all.
     with monkeypatch.context() as patch:
-        patch.setattr(stream_log, "makeRecord", _no_record)
+        patch.setattr(logging.LogRecord, "__init__", _no_record)
         _log_one()
     short = configured.getvalue()
     configured.truncate(0)
@@ -127,19 +129,20 @@ def test_stream_line_written_without_a_record_is_the_one_logging_writes(
     assert short == configured.getvalue()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1764770400))
     assert short == (
-        f"{stamp},042 INFO promptcast.stream [req-7] "
+        f"{stamp},042 INFO promptcast.stream [req-7] "  # milliseconds cut, not rounded
         '{"event":"stream","path":"/x","stream":"s-1","request_id":"req-7","model":"local",'
         '"mode":"optimize","ttft_ms":12.3,"duration_ms":1500.0,"chunks":7,"outcome":"done",'
         '"completion_tokens":12}\n')
 
 
-def _no_record(*args: object, **kwargs: object) -> logging.LogRecord:
+def _no_record(*args: object, **kwargs: object) -> None:
     raise AssertionError("a LogRecord was made")
 
 
 @pytest.mark.parametrize("change", ["second handler", "handler level", "handler filter",
                                     "formatter", "record factory", "own handler", "logger filter",
-                                    "no propagation"])
+                                    "no propagation", "patched logging", "patched logger",
+                                    "patched handler", "patched formatter"])
 def test_anything_else_configured_sees_the_stream_line_as_a_record(
         configured: io.StringIO, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     root = logging.getLogger()
@@ -171,6 +174,34 @@ def test_anything_else_configured_sees_the_stream_line_as_a_record(
         monkeypatch.setattr(logging, "getLogRecordFactory", lambda: factory)
     elif change == "own handler":
         stream_log.addHandler(Keep())
+    elif change == "patched logging":  # as an error tracker's integration does
+        call_handlers = logging.Logger.callHandlers
+
+        def watched(self: logging.Logger, record: logging.LogRecord) -> None:
+            seen.append(record)
+            call_handlers(self, record)
+
+        monkeypatch.setattr(logging.Logger, "callHandlers", watched)
+    elif change == "patched logger":
+        make_record = stream_log.makeRecord
+
+        def made(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make_record(*args, **kwargs)
+            seen.append(record)
+            return record
+
+        monkeypatch.setattr(stream_log, "makeRecord", made)
+    elif change == "patched handler":
+        monkeypatch.setattr(ours, "emit", seen.append)
+    elif change == "patched formatter":
+        assert ours.formatter is not None
+        original = ours.formatter.format
+
+        def format_seen(record: logging.LogRecord) -> str:
+            seen.append(record)
+            return original(record)
+
+        monkeypatch.setattr(ours.formatter, "format", format_seen)
     elif change == "logger filter":
         monkeypatch.setattr(stream_log, "filters", [lambda record: seen.append(record) or True])
     else:
@@ -197,3 +228,54 @@ class _Seen(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         self._seen.append(record)
         return super().format(record)
+
+
+def test_a_renamed_level_is_written_as_logging_would(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    _alone()
+    monkeypatch.setattr(logging, "_levelToName", {**logging._levelToName, logging.INFO: "INF"})
+    _log_one()
+    assert " INF promptcast.stream [req-7] " in configured.getvalue()
+
+
+def test_the_short_way_formats_under_the_handlers_lock(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The formatter's timestamp cache is shared with records logged the usual
+    # way, which `Handler.handle` formats under the lock: so must the short way.
+    ours = _alone()
+    assert ours.lock is not None and isinstance(ours.formatter, _Formatter)
+    stamped = threading.Event()
+    stamp = ours.formatter.stamp
+
+    def stamp_seen(created: float, msecs: int) -> str:
+        stamped.set()
+        return stamp(created, msecs)
+
+    monkeypatch.setattr(ours.formatter, "stamp", stamp_seen)
+    worker = threading.Thread(target=_log_one)
+    with ours.lock:
+        worker.start()
+        assert not stamped.wait(0.2)  # it waits for the lock before it formats
+    worker.join(5)
+    assert stamped.is_set() and configured.getvalue().count("\n") == 1
+
+
+def test_a_logger_class_of_its_own_sees_the_stream_line(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `logging.setLoggerClass` before promptcast's loggers were made: its
+    # methods are what logging runs, so the usual way.
+    _alone()
+    seen: list[logging.LogRecord] = []
+
+    class Watching(logging.Logger):
+        def handle(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+            super().handle(record)
+
+    watching = Watching("promptcast.stream", logging.INFO)
+    watching.parent = logging.getLogger()
+    monkeypatch.setattr(logs, "stream_log", watching)
+    _log_one()
+    [record] = seen
+    assert '"stream":"s-1"' in record.getMessage()
+    assert '"stream":"s-1"' in configured.getvalue()

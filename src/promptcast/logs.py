@@ -96,10 +96,21 @@ def log_stream(stats: StreamStats, *, model: str, mode: str, request_id: str | N
         stream_log.info(message)
 
 
+# `logging`'s own code, as it was when promptcast was imported: where anything
+# (an error tracker's integration, say) has patched it, the usual way is taken.
+_LOGGING_AS_IS = (logging.Logger.handle, logging.Logger.callHandlers,
+                  logging.Logger.makeRecord, logging.Logger.info)
+
+
 def _sole_handler(logger: logging.Logger) -> _LineHandler | None:
     """Our own handler, if it is the only one an INFO record of `logger` reaches, and
-    nothing else (a logger's filter, a record factory) would see the record."""
-    if logger.filters or logging.getLogRecordFactory() is not logging.LogRecord:
+    nothing else (a logger's filter, a record factory, patched `logging` code) would see
+    or change the record."""
+    if (logger.filters or type(logger) is not logging.Logger
+            or logging.getLogRecordFactory() is not logging.LogRecord
+            or (logging.Logger.handle, logging.Logger.callHandlers, logging.Logger.makeRecord,
+                logging.Logger.info) != _LOGGING_AS_IS
+            or vars(logger).keys() & _OVERRIDABLE):
         return None
     found: logging.Handler | None = None
     current: logging.Logger | None = logger
@@ -114,6 +125,11 @@ def _sole_handler(logger: logging.Logger) -> _LineHandler | None:
     return found
 
 
+# Methods an instance may be given of its own, in place of its class's.
+_OVERRIDABLE = frozenset({"handle", "callHandlers", "makeRecord", "info", "emit", "format",
+                          "formatTime", "formatMessage", "filter", "flush"})
+
+
 class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """`logging.StreamHandler` with our line format, able to write a stream's line without a
     `LogRecord` and `logging`'s dozens of calls: the same bytes, for 8 % fewer instructions
@@ -125,19 +141,25 @@ class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         formatter = self.formatter
         filters = self.filters
         if (type(formatter) is not _Formatter or formatter._fmt != _FORMAT
-                or len(filters) != 1 or type(filters[0]) is not _RequestIdFilter):
+                or len(filters) != 1 or type(filters[0]) is not _RequestIdFilter
+                or vars(self).keys() & _OVERRIDABLE or vars(formatter).keys() & _OVERRIDABLE):
             return False
         created = time.time()
-        line = (f"{formatter.stamp(created, int((created - int(created)) * 1000))} INFO "
-                f"{name} [{request_id_var.get() or '-'}] {message}{self.terminator}")
+        # Under the handler's lock, as `Handler.handle` formats: the formatter's
+        # timestamp cache is shared with records formatted the usual way.
         with self.lock:  # type: ignore[union-attr]
             try:
+                line = (f"{formatter.stamp(created, int((created - int(created)) * 1000))} "
+                        f"{logging.getLevelName(logging.INFO)} {name} "
+                        f"[{request_id_var.get() or '-'}] {message}{self.terminator}")
                 self.stream.write(line)
                 self.flush()
+            except RecursionError:  # as StreamHandler.emit
+                raise
             except Exception:
                 self.handleError(logging.makeLogRecord(
                     {"name": name, "msg": message, "levelno": logging.INFO,
-                     "levelname": "INFO", "created": created}))
+                     "levelname": logging.getLevelName(logging.INFO), "created": created}))
         return True
 
 
