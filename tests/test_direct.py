@@ -617,6 +617,27 @@ async def test_the_sink_wakes_every_writer_when_a_paused_client_drains() -> None
 
 
 @pytest.mark.anyio
+async def test_a_response_head_has_its_servers_default_headers_of_the_moment() -> None:
+    # Rendered once and kept while the server's list is the same one; uvicorn
+    # makes a new list each second (the date), and each server has its own.
+    one, other = _Protocol(), _Protocol()
+    one.server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 14:00:00 GMT")]
+    other.server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 14:00:00 GMT"),
+                                          (b"x-other", b"1")]
+
+    def head(protocol: _Protocol) -> bytes:
+        exchange = Exchange(protocol, "/x", [], keep_alive=True)  # type: ignore[arg-type]
+        exchange.respond(200, [(b"content-type", b"text/plain")], b"")
+        return protocol.transport.written[-1]
+
+    assert b"date: Thu, 03 Dec 2026 14:00:00 GMT\r\ncontent-type" in head(one)
+    assert b"x-other: 1\r\n" in head(other)
+    assert b"x-other" not in head(one)
+    one.server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 14:00:01 GMT")]
+    assert b"date: Thu, 03 Dec 2026 14:00:01 GMT\r\n" in head(one)
+
+
+@pytest.mark.anyio
 async def test_an_exchange_that_ended_wrongly_is_closed_not_ended() -> None:
     protocol = _Protocol()
     exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
@@ -658,10 +679,20 @@ async def test_a_stream_head_with_no_events_yet_leaves_on_the_next_loop_turn() -
     assert protocol.transport.written[1:] == [b"9\r\ndata: 1\n\n\r\n"]
 
 
-def test_the_protocol_sets_up_a_connection_as_uvicorns_does() -> None:
+@pytest.mark.parametrize("copied", [True, False])
+def test_the_protocol_sets_up_a_connection_as_uvicorns_does(
+        copied: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # HttpProtocol.__init__ is uvicorn's, less two lookups per connection: the
-    # same attributes, the same values (but the parser, made for each).
+    # same attributes, the same values (but the parser, made for each). Under
+    # a uvicorn it was not copied from, it calls uvicorn's own.
     import uvicorn
+
+    from promptcast import direct
+
+    if copied:
+        assert direct._COPIED_INIT, f"uvicorn {uvicorn.__version__}: compare its __init__ " \
+            "with HttpProtocol's, then add the version to _INIT_COPIED_FROM"
+    monkeypatch.setattr(direct, "_COPIED_INIT", copied)
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
 

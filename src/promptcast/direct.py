@@ -34,6 +34,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import httptools
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -58,6 +59,10 @@ access_log = logging.getLogger("promptcast.access")
 # uvicorn's, as every connection of its httptools protocol has them.
 _UVICORN_ERROR = logging.getLogger("uvicorn.error")
 _UVICORN_ACCESS = logging.getLogger("uvicorn.access")
+# The uvicorn releases whose `HttpToolsProtocol.__init__` `HttpProtocol`'s
+# copies (checked by tests/test_direct.py); under any other, it calls uvicorn's.
+_INIT_COPIED_FROM = frozenset({"0.55.0"})
+_COPIED_INIT = uvicorn.__version__ in _INIT_COPIED_FROM
 
 
 class DirectChannel:
@@ -241,11 +246,14 @@ class Exchange(DirectChannel):
 
     def _head(self, status: int, headers: Headers, framing: bytes, rendered: bytes = b"") -> bytes:
         defaults = self._protocol.server_state.default_headers
-        if defaults is not _defaults.headers:
-            # uvicorn makes a new list when its date header changes: once a second.
-            _defaults.headers, _defaults.rendered = defaults, render_headers(defaults)
+        cached = _defaults.pair
+        if cached[0] is not defaults:
+            # uvicorn makes a new list when its date header changes: once a
+            # second. One store of list and bytes together: servers on other
+            # threads of this process share the cache.
+            cached = _defaults.pair = (defaults, render_headers(defaults))
         return b"%s%s%s%s%s%s\r\n" % (
-            STATUS_LINE[status], _defaults.rendered, rendered, render_headers(headers), framing,
+            STATUS_LINE[status], cached[1], rendered, render_headers(headers), framing,
             b"" if self.keep_alive else b"connection: close\r\n")
 
     def _complete(self) -> None:
@@ -264,10 +272,9 @@ def render_headers(headers: Headers | tuple[tuple[bytes, bytes], ...]) -> bytes:
 
 
 class _RenderedDefaults:
-    # The server's default headers (the date) as last rendered, for every
+    # A server's default headers (the date) as last rendered, for every
     # response head of the same second.
-    headers: Headers | None = None
-    rendered = b""
+    pair: tuple[Headers | None, bytes] = (None, b"")
 
 
 _defaults = _RenderedDefaults()
@@ -300,16 +307,23 @@ class HttpProtocol(HttpToolsProtocol):
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        # uvicorn's own `__init__`, less two lookups it makes again for every
-        # connection: its two loggers (a lock and a dict each), and the loop
-        # (uvicorn passes none; on Python 3.11 each lookup is a getpid()
-        # system call). tests/test_direct.py holds this to uvicorn's.
+        routes: StreamRoutes | None = app_state.get(STREAM_ROUTES)
+        # uvicorn passes no loop, so each connection would look it up: on
+        # Python 3.11 a getpid() system call per lookup.
+        loop = _loop or (routes.loop if routes is not None else None)
+        if not _COPIED_INIT:
+            super().__init__(config, server_state, app_state, _loop=loop)
+            self._channels: list[DirectChannel] = []
+            self._addressed = False
+            return
+        # uvicorn's own `__init__`, less the two loggers it looks up again for
+        # every connection (a lock and a dict each). tests/test_direct.py holds
+        # this to uvicorn's, attribute by attribute.
         if not config.loaded:
             config.load()
-        routes: StreamRoutes | None = app_state.get(STREAM_ROUTES)
         self.config = config
         self.app = config.loaded_app
-        self.loop = _loop or (routes.loop if routes is not None else asyncio.get_event_loop())
+        self.loop = loop or asyncio.get_event_loop()
         self.logger = _UVICORN_ERROR
         self.access_logger = _UVICORN_ACCESS
         self.access_log = _UVICORN_ACCESS.hasHandlers()
@@ -339,7 +353,7 @@ class HttpProtocol(HttpToolsProtocol):
         self.cycle = None  # type: ignore[assignment]
         # Requests of this connection whose responses may still be running
         # (more than one only when the client pipelines).
-        self._channels: list[DirectChannel] = []
+        self._channels = []
         self._addressed = False
 
     # A stream served below ASGI needs no scope and no addresses. uvicorn
