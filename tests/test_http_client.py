@@ -286,3 +286,31 @@ async def test_a_reads_chunks_are_pushed_together_and_before_the_end() -> None:
     assert [c for batch in batches for c in batch] == chunks  # whole, in order
     assert len(batches) < len(chunks) / 10  # a read's chunks in one call, not one each
     assert calls[-1] == ("end", None) and calls[-2] == "read"  # the end comes after them all
+
+
+async def test_a_listener_that_closes_the_response_in_a_read_hears_no_more() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the listener is in place
+        writer.write(b"9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    calls: list[object] = []
+    async with raw_server(handler) as server:
+        client = HTTPClient()
+        response = await client.request("POST", f"http://127.0.0.1:{server.port}/",
+                                         headers={}, body=b"{}")
+
+        def on_bodies(batch: list[bytes]) -> None:
+            calls.append(list(batch))
+            response.close()  # as a relay does when the stream ends inside a read
+
+        response.deliver(on_bodies, lambda error: calls.append(("end", error)),
+                         lambda: calls.append("read"))
+        await asyncio.sleep(0.3)
+        await client.aclose()
+    # `deliver` calls `on_read` once itself; after the close, no `read` and no end.
+    assert calls == ["read", [b"data: 1\n\n", b"data: 2\n\n"]]

@@ -489,6 +489,7 @@ def _feed_and_block(prefix: bytes, chunks: list[bytes], **options: Any) -> tuple
     (b"data: a\n\n", [b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"], True),
     # Events cut across chunks, and a read ending mid-event: the tail waits.
     (b"data: a\n\n", [b"data: 1\n\nda", b"ta: 2\n", b"\ndata: 3"], True),
+    (b"data: a\n\n", [b"data: 1\n\n\n"], False),  # a blank line after: feed's
     # The end of an event the previous read began, then a run.
     (b"data: a\n\ndata: hal", [b"f\n\ndata: 2\n\n", b"data: 3\n\n"], True),
     # Its id carries on into the run's events.
@@ -520,6 +521,15 @@ def test_feed_block_agrees_with_feed(prefix: bytes, chunks: list[bytes], ran: bo
     got, expected, made_run = _feed_and_block(prefix, chunks, strict_utf8=True)
     assert got == expected
     assert made_run == ran
+
+
+@pytest.mark.parametrize("tail", [b"d", b"da"])
+def test_feed_block_keeps_a_reads_short_tail_for_the_next(tail: bytes) -> None:
+    decoder = Decoder()
+    decoder.feed(b"data: a\n\n")
+    got, ran = _block_events(decoder, [b"data: 1\n\n" + tail])
+    assert got == [Event("1")] and ran
+    assert decoder.feed(b"data: 2\n\n"[len(tail):]) == [Event("2")]
 
 
 def test_feed_block_leaves_events_past_the_limits_to_feed() -> None:

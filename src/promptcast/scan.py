@@ -63,13 +63,15 @@ def py_contains(haystack: bytes, needle: bytes) -> bool:
 
 def py_find_line(lines: list[bytes], line: bytes) -> int:
     """The index of the first item of `lines` equal to `line`, or -1."""
-    if type(lines) is not list or type(line) is not bytes \
-            or not all(type(item) is bytes for item in lines):
+    if type(lines) is not list or type(line) is not bytes:
         raise TypeError("find_line() takes a list of bytes and a bytes")
-    try:
-        return lines.index(line)
-    except ValueError:
-        return -1
+    for i, item in enumerate(lines):
+        # Each item checked as it is reached, as the C one does.
+        if type(item) is not bytes:
+            raise TypeError("find_line() takes a list of bytes and a bytes")
+        if item == line:
+            return i
+    return -1
 
 
 try:
