@@ -110,7 +110,7 @@ def _sole_handler(logger: logging.Logger) -> _LineHandler | None:
             or logging.getLogRecordFactory() is not logging.LogRecord
             or (logging.Logger.handle, logging.Logger.callHandlers, logging.Logger.makeRecord,
                 logging.Logger.info) != _LOGGING_AS_IS
-            or vars(logger).keys() & _OVERRIDABLE):
+            or not _OVERRIDABLE.isdisjoint(logger.__dict__)):
         return None
     found: logging.Handler | None = None
     current: logging.Logger | None = logger
@@ -142,7 +142,8 @@ class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         filters = self.filters
         if (type(formatter) is not _Formatter or formatter._fmt != _FORMAT
                 or len(filters) != 1 or type(filters[0]) is not _RequestIdFilter
-                or vars(self).keys() & _OVERRIDABLE or vars(formatter).keys() & _OVERRIDABLE):
+                or not _OVERRIDABLE.isdisjoint(self.__dict__)
+                or not _OVERRIDABLE.isdisjoint(formatter.__dict__)):
             return False
         created = time.time()
         # Under the handler's lock, as `Handler.handle` formats: the formatter's
