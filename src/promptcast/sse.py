@@ -181,7 +181,7 @@ class Decoder:
                 or self._partial or self._data or self._event):
             return None
         size = len(chunk)
-        # Its one line end the one before the last byte (memchr, where a count
+        # Its first line end is the byte before the last one (memchr, where a count
         # would step through every byte); int needles: no TypeError made.
         if (size > self._max_line or chunk[:6] != b"data: " or chunk[-2:] != b"\n\n"
                 or chunk.find(0x0A) != size - 2 or 0x0D in chunk):
