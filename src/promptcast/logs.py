@@ -100,6 +100,9 @@ def log_stream(stats: StreamStats, *, model: str, mode: str, request_id: str | N
 # (an error tracker's integration, say) has patched it, the usual way is taken.
 _LOGGING_AS_IS = (logging.Logger.handle, logging.Logger.callHandlers,
                   logging.Logger.makeRecord, logging.Logger.info)
+# Methods an instance may be given of its own, in place of its class's.
+_OVERRIDABLE = frozenset({"handle", "callHandlers", "makeRecord", "info", "emit", "format",
+                          "formatTime", "formatMessage", "filter", "flush"})
 
 
 def _sole_handler(logger: logging.Logger) -> _LineHandler | None:
@@ -123,11 +126,6 @@ def _sole_handler(logger: logging.Logger) -> _LineHandler | None:
     if type(found) is not _LineHandler or found.level > logging.INFO:
         return None
     return found
-
-
-# Methods an instance may be given of its own, in place of its class's.
-_OVERRIDABLE = frozenset({"handle", "callHandlers", "makeRecord", "info", "emit", "format",
-                          "formatTime", "formatMessage", "filter", "flush"})
 
 
 class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]

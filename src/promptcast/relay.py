@@ -128,6 +128,10 @@ def error_frame(exc: PromptcastError, event_id: str | None = None, *,
     return sse.encode(orjson.dumps(payload).decode(), event=exc.sse_event, id=event_id)
 
 
+# A plain one-line message event with our id: prefix (`id: <stream>.`), number, data.
+_DATA_FRAME = b"%s%d\ndata: %s\n\n"
+
+
 class Relay:
     """Relays one event stream into one sink; `run()` returns when the stream has ended."""
 
@@ -183,7 +187,7 @@ class Relay:
         data = event.data
         if event.event == "message" and "\n" not in data and "\r" not in data:
             # The hot path: one JSON line, framed with one bytes format.
-            return b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, data.encode())
+            return _DATA_FRAME % (self._id_prefix, self._seq, data.encode())
         kind = None if event.event == "message" else event.event
         return sse.encode(data, event=kind, id=f"{self._stream_id}.{self._seq}")
 
@@ -583,13 +587,13 @@ class Relay:
             self._last_event = self._loop.time()
             self.stats.outcome = Outcome.DONE
             self._seq += 1
-            self._terminal = b"%s%d\ndata: [DONE]\n\n" % (self._id_prefix, self._seq)
+            self._terminal = _DATA_FRAME % (self._id_prefix, self._seq, payload)
             self._settle()
             return
         try:
             # Timed once per read, in flush(), not per event.
             self._seq += 1
-            self._pending.append(b"%s%d\ndata: %s\n\n" % (self._id_prefix, self._seq, payload))
+            self._pending.append(_DATA_FRAME % (self._id_prefix, self._seq, payload))
             self.stats.chunks += 1
             # Not `in`: on Python 3.11 a bytes `in` first tries the needle as an
             # integer, and makes and drops a TypeError (130 ns of 170 here).
