@@ -41,13 +41,13 @@ $(VENV)/bin/python:
 # llama-cpp-python has no Linux wheel: the first install compiles llama.cpp
 # (several minutes) for any AVX2 machine and keeps the wheel, so later installs
 # take seconds (scripts/install-llama.sh says why not pip's own build).
-$(VENV)/.stamp-run: pyproject.toml setup.py src/promptcast/_scan.c scripts/install-llama.sh | $(VENV)/bin/python
+$(VENV)/.stamp-run: pyproject.toml setup.py src/promptcast/wire/_scan.c scripts/install-llama.sh | $(VENV)/bin/python
 	@PYTHON=$(BIN)/python scripts/setup-system.sh build
 	@scripts/install-llama.sh $(BIN)
 	$(BIN)/pip install --quiet -e .
 	@touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml setup.py src/promptcast/_scan.c scripts/install-llama.sh | $(VENV)/bin/python
+$(VENV)/.stamp-dev: pyproject.toml setup.py src/promptcast/wire/_scan.c scripts/install-llama.sh | $(VENV)/bin/python
 	@PYTHON=$(BIN)/python scripts/setup-system.sh build
 	@scripts/install-llama.sh $(BIN)
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -60,4 +60,4 @@ bench-peers: $(VENV)/.stamp-dev system
 	$(BIN)/python -m bench.run --peers
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/promptcast/*.so
+	rm -rf $(VENV) build src/*.egg-info src/promptcast/wire/*.so

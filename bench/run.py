@@ -470,13 +470,15 @@ class Bench:
             archive = subprocess.run(["git", "archive", sha, "src"], cwd=ROOT,
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-            if (src / "src" / "promptcast" / "_scan.c").exists():
+            for c_file in (src / "src" / "promptcast").rglob("_scan.c"):
                 # Its own C scans, built next to its source: without them it would
                 # run the slower Python ones and the A/B would flatter today's code.
+                # (promptcast/_scan.c before the layer folders, wire/_scan.c since.)
+                rel = c_file.relative_to(src / "src")
+                module = ".".join(rel.with_suffix("").parts)
                 subprocess.run([PY, "-c", "from setuptools import Extension, setup; setup("
                                 "name='baseline', script_args=['-q', 'build_ext', '--inplace'], "
-                                "ext_modules=[Extension('promptcast._scan', "
-                                "['promptcast/_scan.c'])])"],
+                                f"ext_modules=[Extension({module!r}, [{str(rel)!r}])])"],
                                cwd=src / "src", check=True, capture_output=True)
             # Compiled now, not by its first process: modules imported on a first
             # request would otherwise add their compiling to that process's CPU.

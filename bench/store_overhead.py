@@ -23,13 +23,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from promptcast.drain import Drain
-from promptcast.relay import Limits, Relay
-from promptcast.resumable import Position, Producer, follow
-from promptcast.sse import Event
-from promptcast.streams import StreamStore
-from promptcast.streams.memory import MemoryStore
-from promptcast.streams.redis import RedisStore
+from promptcast.relay.drain import Drain
+from promptcast.relay.relay import Limits, Relay
+from promptcast.relay.resumable import Position, Producer, follow
+from promptcast.relay.streams import StreamStore
+from promptcast.relay.streams.memory import MemoryStore
+from promptcast.relay.streams.redis import RedisStore
+from promptcast.wire.sse import Event
 
 CHUNK = json.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,

@@ -17,10 +17,10 @@ import httpx
 import pytest
 import uvicorn
 
-from promptcast import scan
-from promptcast.api import create_app
-from promptcast.direct import HttpProtocol
+from promptcast.server.app import create_app
+from promptcast.server.direct import HttpProtocol
 from promptcast.settings import Settings
+from promptcast.wire import scan
 
 from .upstream_double import UpstreamDouble
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from promptcast.sse import Decoder, Event
+from promptcast.wire.sse import Decoder, Event
 
 
 @dataclass

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from promptcast.api import read_json
 from promptcast.errors import PayloadTooLarge
+from promptcast.server.http import read_json
 
 from .conftest import RunningServer
 from .sse_client import events_of, post_stream

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from promptcast.auth import ApiKeyMiddleware, anonymous_refusal, is_loopback
+from promptcast.ops.auth import ApiKeyMiddleware, anonymous_refusal, is_loopback
 from promptcast.settings import Settings, SettingsError, read_api_keys
 
 from . import asgi_stub

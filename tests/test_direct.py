@@ -21,10 +21,10 @@ import httpx
 import pytest
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from promptcast.api import _ExchangeSink
-from promptcast.direct import DirectChannel, Exchange, HttpProtocol
-from promptcast.logs import _RequestIdFilter
-from promptcast.relay import Relay
+from promptcast.ops.logs import _RequestIdFilter
+from promptcast.relay.relay import Relay
+from promptcast.server.api import _ExchangeSink
+from promptcast.server.direct import DirectChannel, Exchange, HttpProtocol
 
 from .conftest import RunningServer
 from .sse_client import events_of, post_stream
@@ -345,7 +345,7 @@ def test_a_plain_stream_start_skips_the_asgi_app_and_writes_what_it_would(
     [(status, headers, body)], _ = _talk(server, _post("/optimize-stream", _body()), responses=1)
     assert not asgi_cycles
     # The same request through the app, for comparison.
-    monkeypatch.setattr("promptcast.api.FastStreams.claims", lambda self, path: False)
+    monkeypatch.setattr("promptcast.server.api.FastStreams.claims", lambda self, path: False)
     upstream.enqueue(Script.chat(["你好", "，世界"]))
     [(asgi_status, asgi_headers, asgi_body)], _ = _talk(
         server, _post("/optimize-stream", _body()), responses=1)
@@ -498,7 +498,7 @@ def test_a_failure_in_the_route_before_the_response_is_a_500(
     def broken() -> str:
         raise RuntimeError("no ids today")
 
-    monkeypatch.setattr("promptcast.api._new_stream_id", broken)
+    monkeypatch.setattr("promptcast.server.api._new_stream_id", broken)
     upstream.enqueue(Script.chat(["x"]))
     [(status, _, body)], closed = _talk(
         server, _post("/optimize-stream", _body()), responses=1)
@@ -687,7 +687,7 @@ def test_the_protocol_sets_up_a_connection_as_uvicorns_does(
     # a uvicorn it was not copied from, it calls uvicorn's own.
     import uvicorn
 
-    from promptcast import direct
+    from promptcast.server import direct
 
     if copied:
         assert direct._COPIED_INIT, f"uvicorn {uvicorn.__version__}: compare its __init__ " \

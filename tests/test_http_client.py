@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from promptcast.http_client import (
+from promptcast.wire.http_client import (
     _HIGH_WATER,
     BodyIncomplete,
     ConnectFailed,

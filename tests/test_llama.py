@@ -20,7 +20,7 @@ import pytest
 
 from promptcast.providers.llama import LlamaProvider
 from promptcast.settings import Settings
-from promptcast.sse import Event
+from promptcast.wire.sse import Event
 
 from .conftest import RunningServer, start_server
 from .sse_client import events_of, post_stream

@@ -14,9 +14,16 @@ from typing import Any
 
 import pytest
 
-from promptcast import logs
-from promptcast.logs import _FORMAT, _Formatter, configure, log_stream, request_id_var, stream_log
-from promptcast.relay import Outcome, StreamStats
+from promptcast.ops import logs
+from promptcast.ops.logs import (
+    _FORMAT,
+    _Formatter,
+    configure,
+    log_stream,
+    request_id_var,
+    stream_log,
+)
+from promptcast.relay.relay import Outcome, StreamStats
 
 from .conftest import Process, models_file
 from .sse_client import post_stream
@@ -92,7 +99,7 @@ def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
 def _alone() -> logging.Handler:
     """Our handler, alone on the root logger again (see `configured`)."""
     root = logging.getLogger()
-    root.handlers[:] = [h for h in root.handlers if type(h).__module__ == "promptcast.logs"]
+    root.handlers[:] = [h for h in root.handlers if type(h).__module__ == "promptcast.ops.logs"]
     [ours] = root.handlers
     return ours
 

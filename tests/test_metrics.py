@@ -9,8 +9,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from promptcast.metrics import Metrics
-from promptcast.relay import StreamStats
+from promptcast.ops.metrics import Metrics
+from promptcast.relay.relay import StreamStats
 
 from .conftest import RedisServer, RunningServer
 from .sse_client import post_stream

@@ -21,7 +21,7 @@ from promptcast.providers.openai_compat import (
     _plain_run,
 )
 from promptcast.redact import Redactor
-from promptcast.sse import Decoder, Run
+from promptcast.wire.sse import Decoder, Run
 
 from .upstream_double import chunk_json, event
 

@@ -16,8 +16,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from promptcast.errors import InvalidField
-from promptcast.openapi import NOT_BLANK
-from promptcast.schemas import parse_optimize
+from promptcast.server.openapi import NOT_BLANK
+from promptcast.service.schemas import parse_optimize
 
 from .conftest import RunningServer
 from .upstream_double import Script, UpstreamDouble

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from promptcast.sse import Decoder
+from promptcast.wire.sse import Decoder
 
 from . import test_page
 from .conftest import RunningServer

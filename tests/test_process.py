@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from promptcast import process
-from promptcast.process import Prepared, log_prepared
+from promptcast.ops import process
+from promptcast.ops.process import Prepared, log_prepared
 
 from .conftest import Process
 
@@ -69,7 +69,7 @@ def fd_limits(pid: int) -> tuple[int, int]:
 @needs_headroom
 def test_reserving_grows_the_table_once_and_leaves_no_descriptor_open() -> None:
     result = run_python("""
-        from promptcast.process import reserve_fd_table
+        from promptcast.ops.process import reserve_fd_table
         before, fds = table_size(), open_fds()
         slots = reserve_fd_table(4096)
         print(json.dumps({"before": before, "after": table_size(), "slots": slots,
@@ -84,7 +84,7 @@ def test_reserving_grows_the_table_once_and_leaves_no_descriptor_open() -> None:
 @needs_headroom
 def test_reserving_never_replaces_a_descriptor_already_at_the_top() -> None:
     result = run_python("""
-        from promptcast.process import reserve_fd_table
+        from promptcast.ops.process import reserve_fd_table
         r, w = os.pipe()
         os.dup2(w, 4095)  # as if inherited at the top slot
         os.close(w)
@@ -97,7 +97,7 @@ def test_reserving_never_replaces_a_descriptor_already_at_the_top() -> None:
 
 def test_reserving_past_the_limit_leaves_the_table_and_descriptors_alone() -> None:
     result = run_python("""
-        from promptcast.process import reserve_fd_table
+        from promptcast.ops.process import reserve_fd_table
         before, fds = table_size(), open_fds()
         slots = reserve_fd_table(1 << 30)
         print(json.dumps({"sizes": [before, table_size()], "slots": slots,
@@ -111,7 +111,7 @@ def test_reserving_past_the_limit_leaves_the_table_and_descriptors_alone() -> No
 @needs_headroom
 def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
     result = run_python("""
-        from promptcast.process import raise_fd_limit
+        from promptcast.ops.process import raise_fd_limit
         returned = raise_fd_limit()
         print(json.dumps({"returned": returned,
                           "now": resource.getrlimit(resource.RLIMIT_NOFILE)}))
@@ -143,7 +143,7 @@ def test_an_unlimited_hard_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) 
 def test_start_up_objects_are_frozen_and_full_collections_are_rarer() -> None:
     result = run_python("""
         import gc
-        from promptcast.process import FULL_COLLECTION_EVERY, tune_gc
+        from promptcast.ops.process import FULL_COLLECTION_EVERY, tune_gc
         default = gc.get_threshold()
         returned = tune_gc()
         print(json.dumps({"default": default, "tuned": gc.get_threshold(), "returned": returned,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from promptcast.prompts import MODE_ALIASES, Mode, build_messages, detect_language
+from promptcast.service.prompts import MODE_ALIASES, Mode, build_messages, detect_language
 
 ZH_PROMPT = "你是一个电商平台的客服助手，负责回答用户关于订单、物流和退换货的问题。"
 EN_PROMPT = "You are a customer-service assistant for an online shop. Answer order questions."

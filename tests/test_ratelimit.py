@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.types import Message, Receive, Scope, Send
 
-from promptcast.ratelimit import MemoryLimiter, RateLimitMiddleware
+from promptcast.ops.ratelimit import MemoryLimiter, RateLimitMiddleware
 from promptcast.settings import Settings, SettingsError
 
 from . import asgi_stub

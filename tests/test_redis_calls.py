@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from promptcast import redis_calls
 from promptcast.errors import StoreUnavailable
+from promptcast.wire import redis_calls
 
 from .conftest import RedisServer, free_port
 

@@ -17,8 +17,6 @@ import anyio
 import orjson
 import pytest
 
-from promptcast import relay as relay_module
-from promptcast.drain import Drain
 from promptcast.errors import (
     PromptcastError,
     SSEProtocolError,
@@ -28,8 +26,10 @@ from promptcast.errors import (
     StreamTooLarge,
     UpstreamError,
 )
-from promptcast.relay import HEARTBEAT, Limits, Outcome, Relay, StreamStats
-from promptcast.sse import Decoder, Event, Run
+from promptcast.relay import relay as relay_module
+from promptcast.relay.drain import Drain
+from promptcast.relay.relay import HEARTBEAT, Limits, Outcome, Relay, StreamStats
+from promptcast.wire.sse import Decoder, Event, Run
 
 # The relay frames runs with scan.py: on its C and its Python scans both.
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("both_scans")]

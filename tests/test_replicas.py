@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from promptcast.sse import Event
+from promptcast.wire.sse import Event
 
 from .conftest import Process, RedisServer
 from .sse_client import events_of, get_stream, post_stream

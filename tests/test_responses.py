@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from promptcast.responses import ClientSink
+from promptcast.server.responses import ClientSink
 
 pytestmark = pytest.mark.anyio
 

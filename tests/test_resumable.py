@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from promptcast.errors import StreamTooLarge
-from promptcast.resumable import Position, follow
-from promptcast.sse import Event
-from promptcast.streams.memory import MemoryStore
+from promptcast.relay.resumable import Position, follow
+from promptcast.relay.streams.memory import MemoryStore
+from promptcast.wire.sse import Event
 
 from .conftest import RedisServer, RunningServer
 from .sse_client import Received, events_of, get_stream, post_stream

@@ -11,17 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptcast import scan
+from promptcast.wire import scan
 
 try:
-    _scan: Any = importlib.import_module("promptcast._scan")
+    _scan: Any = importlib.import_module("promptcast.wire._scan")
 except ImportError:  # test_the_suite_runs_the_c_scans says so; the Python half still runs
     _scan = None
 
 PY = types.SimpleNamespace(data_lines=scan.py_data_lines, frame=scan.py_frame,
                            count=scan.py_count, contains=scan.py_contains,
                            find_line=scan.py_find_line)
-NEEDS_C = pytest.mark.skipif(_scan is None, reason="promptcast._scan not built")
+NEEDS_C = pytest.mark.skipif(_scan is None, reason="promptcast.wire._scan not built")
 IMPLS = pytest.mark.parametrize("impl", [
     pytest.param(_scan, id="c", marks=NEEDS_C),
     pytest.param(PY, id="python"),
@@ -31,7 +31,7 @@ IMPLS = pytest.mark.parametrize("impl", [
 def test_the_suite_runs_the_c_scans() -> None:
     # `make test` builds the C module; a silent fall back to Python would
     # leave it untested and the relay slow.
-    assert _scan is not None, "promptcast._scan was not built: are the Python headers there?"
+    assert _scan is not None, "promptcast.wire._scan was not built: are the Python headers there?"
     assert scan.NATIVE
     assert scan.data_lines is _scan.data_lines
 
@@ -243,5 +243,5 @@ def test_a_server_without_the_c_scans_says_so(monkeypatch: pytest.MonkeyPatch,
         assert caplog.records == []
         monkeypatch.setattr(scan, "NATIVE", False)
         scan.warn_if_python()
-    assert "promptcast._scan is not built" in caplog.text
+    assert "promptcast.wire._scan is not built" in caplog.text
     assert "python3-dev" in caplog.text

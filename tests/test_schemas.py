@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from promptcast.errors import InvalidField, InvalidJSON
-from promptcast.prompts import Mode
 from promptcast.providers.base import Message
-from promptcast.schemas import (
+from promptcast.service.prompts import Mode
+from promptcast.service.schemas import (
     ChatCompletionBody,
     OptimizeRequest,
     parse_chat,

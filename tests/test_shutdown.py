@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from promptcast.sse import Event
+from promptcast.wire.sse import Event
 
 from .conftest import Process, models_file
 from .sse_client import events_of

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptcast.errors import SSEProtocolError
-from promptcast.sse import Decoder, Event, comment, encode
+from promptcast.wire.sse import Decoder, Event, comment, encode
 
 # The decoder checks runs with scan.py: on its C and its Python scans both.
 pytestmark = pytest.mark.usefixtures("both_scans")

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from promptcast.streams.batcher import XaddBatcher
-from promptcast.streams.resp import RespPipe
+from promptcast.relay.streams.batcher import XaddBatcher
+from promptcast.wire.resp import RespPipe
 
 from .conftest import RedisServer
 

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from promptcast.errors import StoreUnavailable, StreamTooLarge
-from promptcast.streams import Batch
-from promptcast.streams.redis import RedisStore
+from promptcast.relay.streams import Batch
+from promptcast.relay.streams.redis import RedisStore
 
 from .conftest import RedisServer
 

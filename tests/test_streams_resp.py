@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from promptcast.streams.resp import RespPipe, encode, supports
+from promptcast.wire.resp import RespPipe, encode, supports
 
 from .conftest import RedisServer, free_port
 

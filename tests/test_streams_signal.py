@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from promptcast.streams.signal import Signal
+from promptcast.relay.streams.signal import Signal
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from promptcast.streams.tail import TAIL_FRAMES, Tail
+from promptcast.relay.streams.tail import TAIL_FRAMES, Tail
 
 pytestmark = pytest.mark.anyio
 

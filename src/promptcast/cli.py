@@ -12,11 +12,11 @@ from typing import Any, TextIO
 import httpx
 import orjson
 
-from . import __version__
-from .errors import PromptcastError
-from .prompts import MODE_ALIASES
-from .settings import Settings, SettingsError
-from .sse import Decoder, Event
+from promptcast import __version__
+from promptcast.errors import PromptcastError
+from promptcast.service.prompts import MODE_ALIASES
+from promptcast.settings import Settings, SettingsError
+from promptcast.wire.sse import Decoder, Event
 
 
 def _timeouts(parser: argparse.ArgumentParser) -> None:
@@ -93,11 +93,11 @@ def serve(settings: Settings) -> None:
 
     import uvicorn
 
-    from . import scan
-    from .api import create_app
-    from .direct import HttpProtocol
-    from .logs import configure
-    from .process import log_prepared, prepare_for_streams
+    from promptcast.ops.logs import configure
+    from promptcast.ops.process import log_prepared, prepare_for_streams
+    from promptcast.server.app import create_app
+    from promptcast.server.direct import HttpProtocol
+    from promptcast.wire import scan
 
     configure(settings.log_level)
     app = create_app(settings)
@@ -215,12 +215,12 @@ async def _optimize_remote(server: str, body: dict[str, Any], out: TextIO,
 
 
 async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO) -> int:
-    from .http_client import HTTPClient
-    from .providers import ProviderRegistry
-    from .redact import Redactor
-    from .schemas import parse_optimize
-    from .service import ModelService
-    from .source import ChunkEvents
+    from promptcast.providers import ProviderRegistry
+    from promptcast.redact import Redactor
+    from promptcast.relay.source import ChunkEvents
+    from promptcast.service.model_service import ModelService
+    from promptcast.service.schemas import parse_optimize
+    from promptcast.wire.http_client import HTTPClient
 
     request = parse_optimize(
         body, default_model=settings.models.default,
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.command == "serve":
-            from .auth import anonymous_refusal
+            from promptcast.ops.auth import anonymous_refusal
 
             if (refusal := anonymous_refusal(settings)) is not None:
                 print(f"promptcast: {refusal}", file=sys.stderr)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelNotFound, ModelUnavailable
+from promptcast.errors import ModelNotFound, ModelUnavailable
 
 PROVIDERS = ("openai", "llama")
 

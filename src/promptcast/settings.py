@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .models import ModelTable
+from promptcast.models import ModelTable
 
 PREFIX = "PROMPTCAST_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from ..http_client import HTTPClient
-from ..models import ModelSpec
-from ..redact import Redactor
-from ..settings import Settings
-from .base import ChatChunk, ChatRequest, ChunkListener, ChunkStream, Message, Provider, PushChunks
-from .llama import LlamaProvider
-from .openai_compat import OpenAICompatProvider
+from promptcast.models import ModelSpec
+from promptcast.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChunkListener,
+    ChunkStream,
+    Message,
+    Provider,
+    PushChunks,
+)
+from promptcast.providers.llama import LlamaProvider
+from promptcast.providers.openai_compat import OpenAICompatProvider
+from promptcast.redact import Redactor
+from promptcast.settings import Settings
+from promptcast.wire.http_client import HTTPClient
 
 __all__ = [
     "ChatChunk", "ChatRequest", "ChunkListener", "ChunkStream", "Message", "Provider",

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..errors import PromptcastError
-from ..sse import Run
+from promptcast.errors import PromptcastError
+from promptcast.wire.sse import Run
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import Overloaded, PromptcastError, UpstreamError
-from ..models import ModelSpec
-from .base import ChatChunk, ChatRequest, make_chunk
+from promptcast.errors import Overloaded, PromptcastError, UpstreamError
+from promptcast.models import ModelSpec
+from promptcast.providers.base import ChatChunk, ChatRequest, make_chunk
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger("promptcast.llama")

@@ -7,13 +7,13 @@ from typing import Any
 
 import orjson
 
-from .. import scan
-from ..errors import PromptcastError, SSEProtocolError, UpstreamError
-from ..http_client import HTTPClient, HTTPClientError, Response
-from ..models import ModelSpec
-from ..redact import Redactor, safe_url
-from ..sse import Decoder, Event, Run
-from .base import ChatChunk, ChatRequest, ChunkListener
+from promptcast.errors import PromptcastError, SSEProtocolError, UpstreamError
+from promptcast.models import ModelSpec
+from promptcast.providers.base import ChatChunk, ChatRequest, ChunkListener
+from promptcast.redact import Redactor, safe_url
+from promptcast.wire import scan
+from promptcast.wire.http_client import HTTPClient, HTTPClientError, Response
+from promptcast.wire.sse import Decoder, Event, Run
 
 _ERROR_BODY_LIMIT = 16 * 1024
 

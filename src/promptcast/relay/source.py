@@ -13,13 +13,13 @@ from typing import Protocol, cast
 
 import orjson
 
-from .errors import PromptcastError, SSEProtocolError, UpstreamError
-from .http_client import HTTPClient, HTTPClientError, Response
-from .providers import ChatChunk, ChunkStream, PushChunks
-from .redact import safe_url
-from .schemas import OptimizeRequest
-from .service import ModelService
-from .sse import Decoder, Event, Run
+from promptcast.errors import PromptcastError, SSEProtocolError, UpstreamError
+from promptcast.providers import ChatChunk, ChunkStream, PushChunks
+from promptcast.redact import safe_url
+from promptcast.service.model_service import ModelService
+from promptcast.service.schemas import OptimizeRequest
+from promptcast.wire.http_client import HTTPClient, HTTPClientError, Response
+from promptcast.wire.sse import Decoder, Event, Run
 
 DONE = Event(data="[DONE]")
 

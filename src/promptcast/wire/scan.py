@@ -4,7 +4,7 @@ At full speed an upstream read holds hundreds of events, checked and re-framed
 all at once. With bytes builtins each event still costs about 0.25 µs: a
 search for a needle of six bytes or more in a long buffer is CPython's scalar
 two-way loop (about 0.5 ns a byte), and a split or a %-format makes objects
-per event. `promptcast._scan` (built from `_scan.c` on install) does each in
+per event. `promptcast.wire._scan` (built from `_scan.c` on install) does each in
 one pass of `memchr`/`memmem` and `memcpy`. The Python functions here are the
 reference it must match, and what runs where no C compiler built it.
 """
@@ -75,7 +75,7 @@ def py_find_line(lines: list[bytes], line: bytes) -> int:
 
 
 try:
-    from ._scan import contains, count, data_lines, find_line, frame
+    from promptcast.wire._scan import contains, count, data_lines, find_line, frame
 except ImportError:  # not built (no C compiler at install): the same, slower
     NATIVE = False
     data_lines, frame, count, contains, find_line = (
@@ -91,6 +91,6 @@ log = logging.getLogger("promptcast.scan")
 def warn_if_python() -> None:
     """At start-up: say so when the scans run in Python (the C module did not build)."""
     if not NATIVE:
-        log.warning("promptcast._scan is not built: a fast stream's events cost about twice "
+        log.warning("promptcast.wire._scan is not built: a fast stream's events cost about twice "
                     "the CPU. Install a C compiler and the Python headers (Debian: "
                     "build-essential python3-dev), then reinstall promptcast")

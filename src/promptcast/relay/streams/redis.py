@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 from redis.typing import KeyT, StreamIdT
 
-from .. import redis_calls
-from ..errors import StreamTooLarge
-from . import Batch, Control, resp
-from .batcher import XaddBatcher
-from .resp import RespPipe
-from .tail import Tail
+from promptcast.errors import StreamTooLarge
+from promptcast.relay.streams import Batch, Control
+from promptcast.relay.streams.batcher import XaddBatcher
+from promptcast.relay.streams.tail import Tail
+from promptcast.wire import redis_calls, resp
+from promptcast.wire.resp import RespPipe
 
 T = TypeVar("T")
 _PREFIX = "promptcast:"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 
-from .providers.base import Message
+from promptcast.providers.base import Message
 
 
 class Mode(enum.StrEnum):

@@ -8,7 +8,7 @@ from typing import Literal, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .errors import StoreUnavailable
+from promptcast.errors import StoreUnavailable
 
 T = TypeVar("T")
 Store = Literal["streams", "limits"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__
-from .schemas import MAX_TOKENS_LIMIT
+from promptcast import __version__
+from promptcast.service.schemas import MAX_TOKENS_LIMIT
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .direct import DirectChannel, channel_of
-from .errors import PromptcastError
-from .relay import HEARTBEAT
+from promptcast.errors import PromptcastError
+from promptcast.relay.relay import HEARTBEAT
+from promptcast.server.direct import DirectChannel, channel_of
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",

@@ -7,9 +7,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import StoreFull, StreamTooLarge
-from . import Batch, Control
-from .signal import Signal
+from promptcast.errors import StoreFull, StreamTooLarge
+from promptcast.relay.streams import Batch, Control
+from promptcast.relay.streams.signal import Signal
 
 
 @dataclass(slots=True)

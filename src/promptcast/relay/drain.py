@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .errors import StreamStopped
+from promptcast.errors import StreamStopped
 
 
 class Drain:

@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from .resp import RespPipe, encode
+from promptcast.wire.resp import RespPipe, encode
 
 # stream, frame, entry id, expiry to set on the stream (ms, 0 for none), its outcome
 _Entry = tuple[str, bytes, str, int, "asyncio.Future[None]"]

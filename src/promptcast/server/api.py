@@ -1,4 +1,4 @@
-"""HTTP routes: the only module that knows about requests, statuses and headers."""
+"""The routes that start, resume and cancel streams, and their starts below ASGI."""
 
 from __future__ import annotations
 
@@ -11,43 +11,45 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import ids
-from .auth import bearer, build_middleware, digests, matching_key
-from .direct import STREAM_ROUTES, DirectChannel, Exchange, channel_of, render_headers
-from .drain import Drain
-from .errors import (
+from promptcast import ids
+from promptcast.errors import (
     ClientGone,
     InvalidField,
     NotFound,
-    PayloadTooLarge,
     PromptcastError,
     StoreUnavailable,
     StreamTimeout,
-    UnsupportedMediaType,
 )
-from .logs import (
+from promptcast.ops.auth import bearer, digests, matching_key
+from promptcast.ops.logs import (
     STREAM_LOGGED,
-    RequestIdMiddleware,
     access_log,
     log_stream,
     request_id_var,
     valid_request_id,
 )
-from .metrics import CONTENT_TYPE, Metrics
-from .openapi import document as openapi_document
-from .providers.llama import local_model_present
-from .relay import HEARTBEAT, Outcome, Relay, StreamStats, error_frame
-from .responses import (
-    RAW_SEND,
+from promptcast.relay.relay import HEARTBEAT, Outcome, Relay, StreamStats, error_frame
+from promptcast.relay.resumable import (
+    RENEW_INTERVAL,
+    Position,
+    Producer,
+    follow,
+    parse_last_event_id,
+)
+from promptcast.relay.source import ChunkEvents, EventStream
+from promptcast.relay.streams import Batch
+from promptcast.server.direct import (
+    DirectChannel,
+    Exchange,
+    channel_of,
+    render_headers,
+)
+from promptcast.server.http import error_response, is_json, read_json, request_id_of, runtime_of
+from promptcast.server.responses import (
     SSE_RAW_HEADERS,
     ClientSink,
     Disconnected,
@@ -56,15 +58,11 @@ from .responses import (
     first_reason,
     race,
 )
-from .resumable import RENEW_INTERVAL, Position, Producer, follow, parse_last_event_id
-from .runtime import Runtime, open_runtime
-from .schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
-from .service import collect
-from .settings import Settings, read_api_keys
-from .source import ChunkEvents, EventStream
-from .streams import Batch
+from promptcast.server.runtime import Runtime
+from promptcast.service.model_service import collect
+from promptcast.service.schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 T = TypeVar("T")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -73,57 +71,7 @@ CSP = (
 )
 
 
-def _error_response(exc: PromptcastError, request_id: str | None = None) -> JSONResponse:
-    headers = dict(exc.headers)
-    if request_id:
-        headers["X-Request-ID"] = request_id
-    return JSONResponse(exc.body(), status_code=exc.http_status, headers=headers)
-
-
-def _runtime(request: Request) -> Runtime:
-    # The lifespan's state dict itself: `request.state` wraps it anew per request.
-    runtime: Runtime = request.scope["state"]["runtime"]
-    return runtime
-
-
-def _request_id(request: Request) -> str:
-    return request_id_var.get() or ids.request_id()
-
-
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The JSON object body, refused early when it is not JSON or too large."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not _is_json(ctype):
-        raise UnsupportedMediaType(
-            f"send the body as JSON with Content-Type: application/json, not {ctype}"
-        )
-    too_large = PayloadTooLarge(f"the request body is larger than the {limit}-byte limit")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    # Straight from `receive`: most bodies come in one message.
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        part: bytes = message.get("body", b"")
-        size += len(part)
-        if size > limit:
-            raise too_large
-        if not message.get("more_body", False):
-            return parse_json(b"".join((*parts, part)) if parts else part)
-        parts.append(part)
-
-
-# The event-stream headers of every stream start below ASGI, rendered once.
 _SSE_HEAD = render_headers(SSE_RAW_HEADERS)
-
-
-def _is_json(ctype: str) -> bool:
-    """Whether a body of (lower-case, parameterless) type `ctype` may be read as JSON."""
-    return not ctype or ctype == "application/json" or ctype.endswith("+json")
 
 
 def _new_stream_id() -> str:
@@ -282,8 +230,8 @@ async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
 
 
 async def _optimize(request: Request, *, gateway: bool) -> Response:
-    rt = _runtime(request)
-    request_id = _request_id(request)
+    rt = runtime_of(request)
+    request_id = request_id_of(request)
     body: OptimizeRequest | None = None
     try:
         data = await read_json(request, rt.settings.max_body_bytes)
@@ -303,7 +251,7 @@ async def _optimize(request: Request, *, gateway: bool) -> Response:
         events = await _opened(request, rt, source.open(body, request_id))
     except PromptcastError as exc:
         rt.metrics.error(body.model if body is not None else "", exc.error_code)
-        return _error_response(exc, request_id)
+        return error_response(exc, request_id)
     return _stream_response(request, rt, events, request_id,
                             {"model": body.model, "mode": body.mode.value})
 
@@ -364,7 +312,7 @@ def _stream_id_of(request: Request) -> str:
 
 async def resume_stream(request: Request) -> Response:
     """GET /optimize-stream/<id>: replay after Last-Event-ID, then follow the live tail."""
-    rt = _runtime(request)
+    rt = runtime_of(request)
     stream_id = _stream_id_of(request)
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     try:
@@ -394,7 +342,7 @@ async def resume_stream(request: Request) -> Response:
 
 async def cancel_stream(request: Request) -> Response:
     """DELETE /optimize-stream/<id>: stop a resumable stream's generation now."""
-    rt = _runtime(request)
+    rt = runtime_of(request)
     stream_id = _stream_id_of(request)
     if not await rt.store.cancel(stream_id):
         raise NotFound(f"no stream {stream_id!r}: it never existed or has expired")
@@ -406,8 +354,8 @@ async def cancel_stream(request: Request) -> Response:
 
 async def chat_completions(request: Request) -> Response:
     """POST /v1/chat/completions, OpenAI-compatible."""
-    rt = _runtime(request)
-    request_id = _request_id(request)
+    rt = runtime_of(request)
+    request_id = request_id_of(request)
     data: dict[str, Any] = {}
     try:
         data = await read_json(request, rt.settings.max_body_bytes)
@@ -420,89 +368,12 @@ async def chat_completions(request: Request) -> Response:
             return JSONResponse(result, headers={"X-Request-ID": request_id})
     except PromptcastError as exc:
         rt.metrics.error(str(data.get("model") or ""), exc.error_code)
-        return _error_response(exc, request_id)
+        return error_response(exc, request_id)
     events = ChunkEvents(stream, include_usage=body.include_usage)
     return _stream_response(request, rt, events, request_id,
                             {"model": chat.model, "mode": "chat"}, openai_errors=True)
 
 
-async def list_models(request: Request) -> Response:
-    """GET /v1/models: every configured model, with whether it is usable and why not."""
-    models = _runtime(request).settings.models
-    return JSONResponse({
-        "object": "list",
-        "data": [
-            {
-                "id": spec.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": spec.provider,
-                "description": spec.description,
-                "available": spec.available,
-                "unavailable_reason": spec.unavailable_reason,
-                "default": spec.name == models.default,
-            }
-            for spec in models
-        ],
-    })
-
-
-async def healthz(request: Request) -> Response:
-    """GET /healthz: the process is alive."""
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    """GET /readyz: the streams store answers and the default model can be used."""
-    rt = _runtime(request)
-    checks: dict[str, str] = {}
-    try:
-        await rt.store.ping()
-        checks["store"] = "ok"
-    except StoreUnavailable as exc:
-        checks["store"] = exc.message
-    spec = rt.settings.models.get_spec(rt.settings.models.default)
-    if not spec.available:
-        checks["default_model"] = f"{spec.name}: {spec.unavailable_reason}"
-    elif spec.provider == "llama" and not local_model_present(rt.settings.local_model_path):
-        checks["default_model"] = f"{spec.name}: the model file is missing"
-    else:
-        checks["default_model"] = "ok"
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
-
-
-async def openapi_json(request: Request) -> Response:
-    """GET /openapi.json: this API's OpenAPI document."""
-    s = _runtime(request).settings
-    return JSONResponse(openapi_document(max_prompt_chars=s.max_prompt_chars,
-                                         max_opening_chars=s.max_opening_chars))
-
-
-async def metrics(request: Request) -> Response:
-    """GET /metrics: Prometheus text format."""
-    return Response(_runtime(request).metrics.render(), media_type=CONTENT_TYPE)
-
-
-async def index(request: Request) -> Response:
-    return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP,
-                                                        "X-Content-Type-Options": "nosniff"})
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
-                        status_code=exc.status_code, headers=exc.headers)
-
-
-async def _promptcast_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PromptcastError)
-    return _error_response(exc)
-
-
-# The POST handlers that start streams: `HotRoutes` takes their routes.
 _STREAM_STARTS = (optimize_stream, optimize_prompt, chat_completions)
 
 
@@ -527,7 +398,7 @@ class HotRoutes:
                 try:
                     response = await endpoint(Request(scope, receive))
                 except PromptcastError as exc:  # what the router's handler would have done
-                    response = _error_response(exc)
+                    response = error_response(exc)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -573,7 +444,7 @@ class FastStreams:
         if exchange.header(b"idempotency-key") is not None:
             return None  # a resumable start
         ctype = exchange.header(b"content-type") or b""
-        if not _is_json(ctype.decode("latin-1").split(";")[0].strip().lower()):
+        if not is_json(ctype.decode("latin-1").split(";")[0].strip().lower()):
             return None
         if self._keys is not None:
             presented = bearer(exchange.headers)
@@ -634,7 +505,7 @@ class FastStreams:
                                       self.loop)
         except PromptcastError as exc:
             rt.metrics.error(model if error_label is None else error_label, exc.error_code)
-            response = _error_response(exc, request_id)
+            response = error_response(exc, request_id)
             exchange.respond(response.status_code, [
                 header for header in response.raw_headers if header[0] != b"content-length"
             ], bytes(response.body))
@@ -722,62 +593,3 @@ class _ExchangeSink:
         await self._write(HEARTBEAT)
 
 
-class PromptcastApp(Starlette):
-    """Starlette, keeping the server's own `send` in the scope for event-stream bodies."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        scope[RAW_SEND] = send
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # `send` is bound to the server's request object, which holds the
-            # scope: without this the pair waits for a full garbage collection.
-            scope.pop(RAW_SEND, None)
-
-
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app; HTTP clients and providers are opened in its lifespan."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_runtime(settings, app.state.drain, app.state.metrics) as runtime:
-            state: dict[str, Any] = {"runtime": runtime}
-            if not (settings.rate_limit_per_minute > 0 or settings.max_concurrent_streams > 0):
-                keys = read_api_keys(settings.api_keys) if settings.api_keys else ()
-                state[STREAM_ROUTES] = FastStreams(runtime, keys)
-            yield state
-
-    routes = [
-        Route("/", index, methods=["GET"]),
-        Route("/optimize-stream", optimize_stream, methods=["POST"]),
-        Route("/prod-api/optimize-stream", optimize_stream, methods=["POST"]),
-        Route("/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
-        Route("/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
-        Route("/prod-api/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
-        Route("/prod-api/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
-        Route("/prompt/optimize-prompt", optimize_prompt, methods=["POST"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-    ]
-    app = PromptcastApp(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},
-        # Request ids outermost; then CORS, API keys and limits (auth.py), each only if on.
-        middleware=[Middleware(RequestIdMiddleware), *build_middleware(settings),
-                    Middleware(HotRoutes, routes={
-                        route.path: route.endpoint for route in routes
-                        if isinstance(route, Route) and route.endpoint in _STREAM_STARTS})],
-    )
-    # Outside the lifespan: the server's signal handler reaches it to start draining.
-    app.state.drain = Drain(settings.drain_timeout)
-    app.state.metrics = Metrics()
-    return app

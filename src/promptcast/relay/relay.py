@@ -44,11 +44,16 @@ from typing import Protocol, cast
 
 import orjson
 
-from . import scan, sse
-from .direct import DirectChannel
-from .drain import Drain
-from .errors import PromptcastError, StoreUnavailable, StreamTimeout, UpstreamError, error_payload
-from .source import EventStream, PushEvents
+from promptcast.errors import (
+    PromptcastError,
+    StoreUnavailable,
+    StreamTimeout,
+    UpstreamError,
+    error_payload,
+)
+from promptcast.relay.drain import Drain
+from promptcast.relay.source import EventStream, PushEvents
+from promptcast.wire import scan, sse
 
 log = logging.getLogger("promptcast.relay")
 
@@ -63,6 +68,20 @@ class Sink(Protocol):
     async def terminal(self, seq: int, frame: bytes) -> None: ...
 
     async def heartbeat(self) -> None: ...
+
+class Channel(Protocol):
+    """A client connection that takes writes at once (the server's; `server/direct.py`)."""
+
+    paused: bool  # the client reads slower than we write: stop until `on_writable`
+    gone: bool
+
+    def write(self, frame: bytes) -> bool:
+        """Write `frame` as one piece; False if the client is gone."""
+
+    def on_gone(self, callback: Callable[[], object] | None) -> None: ...
+
+    def on_writable(self, callback: Callable[[], object] | None) -> None: ...
+
 
 class AppendSink(Sink, Protocol):
     """A `Sink` into a streams store that can also take frames without waiting (push mode)."""
@@ -165,7 +184,7 @@ class Relay:
         self._last_event: float | None = None
         self._last_write = now
         # Push mode (run_direct) only.
-        self._channel: DirectChannel | None = None
+        self._channel: Channel | None = None
         self._pusher: PushEvents | None = None
         self._done: asyncio.Future[None] | None = None
         self._terminal: bytes | None = None
@@ -369,7 +388,7 @@ class Relay:
         can_push = getattr(self._events, "can_push", None)
         return can_push is not None and bool(can_push())
 
-    async def run_direct(self, channel: DirectChannel, drain: Drain) -> StreamStats:
+    async def run_direct(self, channel: Channel, drain: Drain) -> StreamStats:
         """`run()` for a connection that takes writes directly; returns when the stream ended.
 
         The terminal frame is not written but left in `last_frame`, for the

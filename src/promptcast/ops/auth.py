@@ -37,9 +37,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import Forbidden, Unauthorized
-from .logs import STREAM_LOGGED
-from .ratelimit import (
+from promptcast.errors import Forbidden, Unauthorized
+from promptcast.ops.logs import STREAM_LOGGED
+from promptcast.ops.ratelimit import (
     CLIENT_SCOPE_KEY,
     LimiterBackend,
     MemoryLimiter,
@@ -47,7 +47,7 @@ from .ratelimit import (
     RedisLimiter,
     send_error,
 )
-from .settings import Settings, cors_origin_list, read_api_keys
+from promptcast.settings import Settings, cors_origin_list, read_api_keys
 
 _API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/")
 _RESUME_PREFIXES = ("/optimize-stream/", "/prod-api/optimize-stream/")

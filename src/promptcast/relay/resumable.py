@@ -22,17 +22,17 @@ from dataclasses import dataclass
 
 import orjson
 
-from . import sse
-from .drain import Drain
-from .errors import (
+from promptcast.errors import (
     ProducerLost,
     PromptcastError,
     StoreUnavailable,
     StreamStopped,
     error_payload,
 )
-from .relay import Relay, StreamStats
-from .streams import Batch, StreamStore
+from promptcast.relay.drain import Drain
+from promptcast.relay.relay import Relay, StreamStats
+from promptcast.relay.streams import Batch, StreamStore
+from promptcast.wire import sse
 
 log = logging.getLogger("promptcast.resumable")
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidField, InvalidJSON
-from .prompts import MODE_ALIASES, Mode
-from .providers.base import ChatRequest, Message
+from promptcast.errors import InvalidField, InvalidJSON
+from promptcast.providers.base import ChatRequest, Message
+from promptcast.service.prompts import MODE_ALIASES, Mode
 
 _MODE_CHOICES = ", ".join(repr(k) for k in MODE_ALIASES)
 _ROLES = ("system", "user", "assistant", "developer", "tool")

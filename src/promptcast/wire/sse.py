@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from promptcast import scan
 from promptcast.errors import SSEProtocolError
+from promptcast.wire import scan
 
 __all__ = ["Block", "Decoder", "Event", "Run", "comment", "encode"]
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
-from .errors import UpstreamError
-from .models import ModelTable
-from .prompts import build_messages
-from .providers import ChatRequest, ChunkStream, ProviderRegistry
-from .schemas import OptimizeRequest
+from promptcast.errors import UpstreamError
+from promptcast.models import ModelTable
+from promptcast.providers import ChatRequest, ChunkStream, ProviderRegistry
+from promptcast.service.prompts import build_messages
+from promptcast.service.schemas import OptimizeRequest
 
 # Worth trying the next model for: the upstream is down, slow or rate-limited,
 # not a request the next one would refuse as well.

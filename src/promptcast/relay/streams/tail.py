@@ -10,8 +10,8 @@ frames the tail no longer has, or the tail is gone) sees the same stream.
 
 from __future__ import annotations
 
-from . import Batch
-from .signal import Signal
+from promptcast.relay.streams import Batch
+from promptcast.relay.streams.signal import Signal
 
 # Frames kept for a reader that is not taking them (none attached, or a slow
 # client); past this the oldest go, and such a reader catches up from Redis.

@@ -7,20 +7,20 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .drain import Drain
-from .http_client import HTTPClient
-from .metrics import Metrics
-from .providers import ProviderRegistry
-from .providers.llama import LlamaProvider
-from .redact import Redactor
-from .relay import Limits
-from .resumable import Producer
-from .service import ModelService
-from .settings import Settings
-from .source import HttpSource, InProcessSource, Source
-from .streams import StreamStore
-from .streams.memory import MemoryStore
-from .streams.redis import RedisStore
+from promptcast.ops.metrics import Metrics
+from promptcast.providers import ProviderRegistry
+from promptcast.providers.llama import LlamaProvider
+from promptcast.redact import Redactor
+from promptcast.relay.drain import Drain
+from promptcast.relay.relay import Limits
+from promptcast.relay.resumable import Producer
+from promptcast.relay.source import HttpSource, InProcessSource, Source
+from promptcast.relay.streams import StreamStore
+from promptcast.relay.streams.memory import MemoryStore
+from promptcast.relay.streams.redis import RedisStore
+from promptcast.service.model_service import ModelService
+from promptcast.settings import Settings
+from promptcast.wire.http_client import HTTPClient
 
 
 @dataclass(slots=True)

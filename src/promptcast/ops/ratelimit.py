@@ -43,9 +43,9 @@ from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import redis_calls
-from .errors import PromptcastError, RateLimited, StoreUnavailable, TooManyStreams
-from .logs import request_id_var
+from promptcast.errors import PromptcastError, RateLimited, StoreUnavailable, TooManyStreams
+from promptcast.ops.logs import request_id_var
+from promptcast.wire import redis_calls
 
 WINDOW = 60.0
 STREAM_RETRY_AFTER = 1

@@ -9,8 +9,8 @@ from contextvars import ContextVar
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import ids
-from .relay import StreamStats
+from promptcast import ids
+from promptcast.relay.relay import StreamStats
 
 stream_log = logging.getLogger("promptcast.stream")
 access_log = logging.getLogger("promptcast.access")

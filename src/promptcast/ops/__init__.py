@@ -1,0 +1,1 @@
+"""Running it: API keys, rate limits, metrics, logs, process set-up."""

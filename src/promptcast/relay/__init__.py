@@ -1,0 +1,1 @@
+"""One stream's life: relaying events, limits, the terminal frame; resumable streams."""

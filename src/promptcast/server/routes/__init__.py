@@ -1,0 +1,1 @@
+"""The route handlers, one module per group of routes; `server/app.py` lists them all."""

@@ -1,0 +1,1 @@
+"""The model service: request bodies, meta-prompts, model routing."""
