@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import uvicorn
 
 from promptcast.server.app import create_app
-from promptcast.server.direct import HttpProtocol
+from promptcast.server.protocol import HttpProtocol
 from promptcast.settings import Settings
 from promptcast.wire import scan
 
@@ -26,6 +27,11 @@ from .upstream_double import UpstreamDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+# Hypothesis's per-example deadline is a timed assertion: on a shared machine it
+# fails tests for being slow, not wrong. Speed belongs to bench/.
+hypothesis.settings.register_profile("promptcast", deadline=None)
+hypothesis.settings.load_profile("promptcast")
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -93,11 +99,17 @@ class RunningServer:
         self._thread.join(10)
 
 
-def start_server(settings: Settings) -> RunningServer:
-    """promptcast under uvicorn (uvloop + httptools, as `promptcast serve`) in a thread."""
+def start_server(settings: Settings,
+                 setup: Callable[[Any], Any] | None = None) -> RunningServer:
+    """promptcast under uvicorn (uvloop + httptools, as `promptcast serve`) in a thread.
+
+    `setup` takes the app before it starts and returns what to serve (the app,
+    or something wrapping it).
+    """
     sock = free_socket()
     app = create_app(settings)
-    config = uvicorn.Config(app, loop="uvloop", http=HttpProtocol, log_level="warning",
+    served = app if setup is None else setup(app)
+    config = uvicorn.Config(served, loop="uvloop", http=HttpProtocol, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
@@ -119,10 +131,11 @@ def serve(tmp_path: Path, upstream: UpstreamDouble) -> Iterator[Callable[..., Ru
     """Start promptcast with the double's models and any setting overridden."""
     servers: list[RunningServer] = []
 
-    def _serve(environ: dict[str, str] | None = None, **overrides: Any) -> RunningServer:
+    def _serve(environ: dict[str, str] | None = None,
+               setup: Callable[[Any], Any] | None = None, **overrides: Any) -> RunningServer:
         env = {"PROMPTCAST_MODELS_FILE": str(models_file(tmp_path, upstream)),
                "PROMPTCAST_DEFAULT_MODEL": "scripted", **(environ or {})}
-        server = start_server(Settings.from_env(env, **overrides))
+        server = start_server(Settings.from_env(env, **overrides), setup)
         servers.append(server)
         return server
 

@@ -26,10 +26,12 @@ from promptcast.errors import (
     StreamTooLarge,
     UpstreamError,
 )
-from promptcast.relay import relay as relay_module
+from promptcast.relay import resumable
 from promptcast.relay.drain import Drain
-from promptcast.relay.relay import HEARTBEAT, Limits, Outcome, Relay, StreamStats
-from promptcast.wire.sse import Decoder, Event, Run
+from promptcast.relay.relay import Limits, Outcome, Relay, StreamStats
+from promptcast.relay.resumable import StoreSink
+from promptcast.wire.pump import Pump
+from promptcast.wire.sse import HEARTBEAT, Decoder, Event, Run
 
 # The relay frames runs with scan.py: on its C and its Python scans both.
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("both_scans")]
@@ -48,7 +50,7 @@ FOREVER = "forever"  # a step: the upstream goes silent and never speaks again
 
 @dataclass
 class Upstream:
-    """A scripted event stream.
+    """A scripted event stream that can only be iterated (pushed by `wire.pump.Pump`).
 
     Steps: an `Event` is yielded; an `asyncio.Event` is waited for; an
     exception is raised; FOREVER waits for ever; a float starts a trickle of
@@ -94,43 +96,77 @@ class Upstream:
 
 @dataclass
 class Sink:
-    """Records what the client would receive, as bytes, in order.
+    """A client's connection as `relay/sink.py` has it: records the bytes, in order.
 
-    `fail_on` names the calls ("event", "terminal", "heartbeat") that raise
-    OSError, as a socket to a gone client does; `hang_on` those that never return.
-    `on_heartbeat` maps a heartbeat count to an asyncio.Event to set.
+    `fail_on` names the writes ("event", "terminal", "heartbeat") that find the
+    client gone; after one in `stall_on` the client stops reading (the sink
+    stays paused). `on_heartbeat` / `on_event` map a count to an asyncio.Event to set.
     """
 
     wire: list[bytes] = field(default_factory=list)
     seqs: list[tuple[str, int]] = field(default_factory=list)
     fail_on: tuple[str, ...] = ()
-    hang_on: tuple[str, ...] = ()
+    stall_on: tuple[str, ...] = ()
     attempts: list[str] = field(default_factory=list)
     on_heartbeat: dict[int, asyncio.Event] = field(default_factory=dict)
     on_event: dict[int, asyncio.Event] = field(default_factory=dict)
+    paused: bool = False
+    gone: bool = False
+    last: bytes = b""  # what the end of the body carried: held-back frames, then the terminal
+    before_end: list[bytes] = field(default_factory=list)  # what was written before it
+    per_event = False
+    stall = "the client stopped reading the stream"
+    _stop: Any = None
 
-    async def _write(self, kind: str, frame: bytes) -> None:
+    def _attempt(self, kind: str, data: bytes) -> bool:
         self.attempts.append(kind)
         if kind in self.fail_on:
-            raise BrokenPipeError(32, "Broken pipe")
-        if kind in self.hang_on:
-            await asyncio.Event().wait()
-        self.wire.append(frame)
+            self.gone = True
+            return False
+        self.wire.append(data)
+        if kind in self.stall_on:
+            self.paused = True
+        return True
 
-    async def event(self, seq: int, frame: bytes) -> None:
-        await self._write("event", frame)
-        self.seqs.append(("event", seq))
+    def write(self, frames: list[bytes], first_seq: int) -> bool:
+        for n, frame in enumerate(frames):
+            if not self._attempt("event", frame):
+                return False
+            self.seqs.append(("event", first_seq + n))
         if gate := self.on_event.get(len(self.frames)):
             gate.set()
+        return True
 
-    async def terminal(self, seq: int, frame: bytes) -> None:
-        await self._write("terminal", frame)
-        self.seqs.append(("terminal", seq))
-
-    async def heartbeat(self) -> None:
-        await self._write("heartbeat", HEARTBEAT)
+    def heartbeat(self) -> bool:
+        ok = self._attempt("heartbeat", HEARTBEAT)
         if gate := self.on_heartbeat.get(self.wire.count(HEARTBEAT)):
             gate.set()
+        return ok
+
+    def on_stop(self, callback: Any) -> None:
+        self._stop = callback
+
+    def on_writable(self, callback: Any) -> None:
+        pass
+
+    def leave(self) -> None:
+        """The client disconnects."""
+        self.gone = True
+        if self._stop is not None:
+            self._stop(None)
+
+    async def close(self, frames: list[bytes], first_seq: int, conclude: Any) -> bool:
+        self.before_end = list(self.wire)
+        self.write(frames, first_seq)
+        terminal = conclude()
+        self.last = b"".join(frames) + (terminal[0] if terminal else b"")
+        if terminal is None:
+            return False
+        frame, seq = terminal
+        if not self._attempt("terminal", frame):
+            return False
+        self.seqs.append(("terminal", seq))
+        return True
 
     @property
     def frames(self) -> list[bytes]:
@@ -139,19 +175,18 @@ class Sink:
 
 
 class Client:
-    """The `stopped` callable: returns when the test says the client left (or what to end with)."""
+    """The test's hand on a running relay: the client leaves, or something stops the stream."""
 
     def __init__(self) -> None:
-        self._gone = asyncio.Event()
-        self._reason: PromptcastError | None = None
+        self.relay: Relay | None = None
+        self.sink: Sink | None = None
 
     def leave(self, reason: PromptcastError | None = None) -> None:
-        self._reason = reason
-        self._gone.set()
-
-    async def stopped(self) -> PromptcastError | None:
-        await self._gone.wait()
-        return self._reason
+        assert self.relay is not None and self.sink is not None
+        if reason is None:
+            self.sink.leave()
+        else:
+            self.relay.stop(reason)
 
 
 async def relay(
@@ -161,7 +196,10 @@ async def relay(
     client: Client | None = None,
 ) -> tuple[StreamStats, Sink]:
     sink = sink or Sink()
-    stats = await Relay(upstream, limits, "S").run(sink, (client or Client()).stopped)
+    running = Relay(Pump(upstream.__aiter__(), upstream.aclose), limits, "S")
+    if client is not None:
+        client.relay, client.sink = running, sink
+    stats = await running.run(sink)
     return stats, sink
 
 
@@ -351,7 +389,7 @@ async def test_unexpected_exception_is_an_internal_error_that_leaks_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "password=hunter2 at http://admin:hunter2@10.0.0.9:6379"
-    with anyio.fail_after(5), caplog.at_level(logging.ERROR, "promptcast.relay"):
+    with anyio.fail_after(5), caplog.at_level(logging.ERROR, "promptcast"):
         upstream = Upstream([Event(CHUNK_1), KeyError(secret), DONE])
         stats, sink = await relay(upstream)
     terminal = sink.frames[-1]
@@ -362,7 +400,7 @@ async def test_unexpected_exception_is_an_internal_error_that_leaks_nothing(
     assert "10.0.0.9" not in terminal.decode()
     assert (stats.outcome, stats.error_code) == (Outcome.ERROR, "internal_error")
     # The operator still gets the details, in the log.
-    assert any(r.exc_info and "S" in r.getMessage() for r in caplog.records)
+    assert any(r.exc_info for r in caplog.records)
     check_invariants(upstream, sink)
 
 
@@ -589,36 +627,24 @@ async def test_write_raising_oserror_means_the_client_is_gone(
     check_invariants(upstream, sink)
 
 
-async def test_a_client_that_never_takes_the_terminal_frame_does_not_hold_the_stream(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(relay_module, "_TERMINAL_WRITE_TIMEOUT", 0.1)
-    sink = Sink(hang_on=("terminal",))
-    with anyio.fail_after(5):
-        upstream = Upstream([Event(CHUNK_1), DONE])
-        stats, sink = await relay(upstream, sink)
-    assert sink.attempts == ["event", "terminal"]
-    assert stats.outcome is Outcome.CANCELLED
-    check_invariants(upstream, sink)
-
-
 @pytest.mark.parametrize(
-    ("hang_on", "outcome"),
-    [(("heartbeat",), Outcome.TIMEOUT), (("heartbeat", "terminal"), Outcome.CANCELLED)],
-    ids=["stalled-heartbeat", "stalled-heartbeat-and-terminal"],
+    ("fail_on", "outcome"),
+    [((), Outcome.TIMEOUT), (("terminal",), Outcome.CANCELLED)],
+    ids=["stalled-heartbeat", "stalled-heartbeat-and-gone"],
 )
 async def test_a_client_that_stops_reading_during_silence_does_not_hold_the_stream(
-    monkeypatch: pytest.MonkeyPatch, hang_on: tuple[str, ...], outcome: Outcome
+    fail_on: tuple[str, ...], outcome: Outcome
 ) -> None:
-    monkeypatch.setattr(relay_module, "_TERMINAL_WRITE_TIMEOUT", 0.1)
-    sink = Sink(hang_on=hang_on)
+    sink = Sink(stall_on=("heartbeat",), fail_on=fail_on)
     with anyio.fail_after(5):
         upstream = Upstream([FOREVER, DONE])
         stats, sink = await relay(upstream, sink)
+    # No more heartbeats queue up behind the first one the client left unread.
     assert sink.attempts == ["heartbeat", "terminal"]
     assert stats.outcome is outcome
     if outcome is Outcome.TIMEOUT:
-        assert error_data(sink.frames[-1])["code"] == "timeout"
+        assert error_data(sink.frames[-1]) == {
+            "code": "timeout", "message": "the client stopped reading the stream"}
     else:
         assert sink.frames == []
     check_invariants(upstream, sink)
@@ -654,34 +680,12 @@ async def test_first_event_after_measures_the_wait_for_the_first_event() -> None
 # -- run_direct: the read that ends a stream ------------------------------------
 
 
-class _Channel:
-    """The client's connection for `run_direct`: records each direct write."""
-
-    def __init__(self, *, paused: bool = False) -> None:
-        self.writes: list[bytes] = []
-        self.gone = False
-        self.paused = paused
-
-    def write(self, frame: bytes) -> bool:
-        self.writes.append(frame)
-        return True
-
-    def on_gone(self, callback: Any) -> None:
-        pass
-
-    def on_writable(self, callback: Any) -> None:
-        pass
-
-
 class _Reads:
     """An upstream that pushes: each read is some listener calls, then `flush()`."""
 
     def __init__(self, *reads: Any) -> None:
         self.reads = reads
         self.closed = 0
-
-    def can_push(self) -> bool:
-        return True
 
     def push(self, listener: Any) -> None:
         for read in self.reads:
@@ -694,7 +698,7 @@ class _Reads:
     def resume(self) -> None:
         pass
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed += 1
 
 
@@ -707,11 +711,10 @@ def _events(raw: bytes) -> list[Event]:
     return [*decoder.feed(raw), *decoder.close()]
 
 
-async def _run_direct(events: _Reads, channel: _Channel) -> tuple[Relay, StreamStats]:
-    relay = Relay(events, PATIENT, "s")  # type: ignore[arg-type]
-    stats = await relay.run_direct(channel, Drain(5.0))  # type: ignore[arg-type]
+async def _pushed(events: _Reads, sink: Sink) -> StreamStats:
+    stats = await Relay(events, PATIENT, "s").run(sink, Drain(5.0))
     assert events.closed == 1
-    return relay, stats
+    return stats
 
 
 @pytest.mark.parametrize("heartbeat", [None, 15.0])
@@ -721,14 +724,13 @@ async def test_pushed_first_event_brings_a_sooner_idle_limit_into_force(
     # event must bring the (short) idle limit into force.
     limits = Limits(first_token_timeout=30, idle_timeout=0.3, total_timeout=60,
                     heartbeat_interval=heartbeat)
-    relay = Relay(_Reads(lambda up: up.data(_content("a"))), limits, "s")  # type: ignore[arg-type]
-    channel = _Channel()
+    sink = Sink()
     with anyio.fail_after(5):
-        stats = await relay.run_direct(channel, Drain(5.0))  # type: ignore[arg-type]
+        stats = await Relay(_Reads(lambda up: up.data(_content("a"))), limits, "s").run(sink)
     assert (stats.outcome, stats.chunks) == (Outcome.TIMEOUT, 1)
     assert 0.25 < stats.duration < 2  # the idle limit, not the 30 s nor the 15 s heartbeat
-    [error] = _events(relay.last_frame)
-    assert error_data(relay.last_frame) == {
+    [error] = _events(sink.last)
+    assert error_data(sink.last) == {
         "code": "timeout", "message": "no data from the model for 0.3 s"}
     assert error.event == "timeout"
 
@@ -737,35 +739,23 @@ async def test_an_error_in_the_last_read_follows_that_reads_events_in_one_frame_
     events = _Reads(lambda up: up.data(_content("a")),
                     lambda up: (up.data(_content("b")),
                                 up.end(UpstreamError("cut off", code="upstream_closed"))))
-    channel = _Channel()
-    relay, stats = await _run_direct(events, channel)
+    sink = Sink()
+    stats = await _pushed(events, sink)
     # The first read went out at once; the last one waits for the terminal frame.
-    assert [e.id for w in channel.writes for e in _events(w)] == ["s.1"]
-    last = _events(relay.last_frame)
+    assert [e.id for e in _events(sink.wire[0])] == ["s.1"]
+    last = _events(sink.last)
     assert [(e.id, e.event) for e in last] == [("s.2", "message"), ("s.3", "error")]
     assert "b" in last[0].data and orjson.loads(last[1].data)["code"] == "upstream_closed"
     assert stats.outcome == Outcome.ERROR and stats.chunks == 2
 
 
-async def test_a_paused_client_gets_the_last_events_and_the_terminal_frame_in_one_write() -> None:
-    events = _Reads(lambda up: up.data(_content("a")),
-                    lambda up: (up.data(_content("b")), up.data(b"[DONE]")))
-    channel = _Channel(paused=True)
-    relay, stats = await _run_direct(events, channel)
-    # Not left for the end of the body, which waits for the client to drain.
-    assert relay.last_frame == b""
-    assert [[e.id for e in _events(w)] for w in channel.writes] == [["s.1"], ["s.2", "s.3"]]
-    assert _events(channel.writes[-1])[-1].data == "[DONE]"
-    assert stats.outcome == Outcome.DONE
-
-
 async def test_a_whole_stream_in_one_read_is_left_whole_for_the_end_of_the_body() -> None:
     events = _Reads(lambda up: (up.data(_content("a")), up.data(_content("b")),
                                 up.data(b"[DONE]")))
-    channel = _Channel()
-    relay, stats = await _run_direct(events, channel)
-    assert channel.writes == []
-    assert [(e.id, e.data == "[DONE]") for e in _events(relay.last_frame)] == [
+    sink = Sink()
+    stats = await _pushed(events, sink)
+    assert sink.attempts == ["event", "event", "terminal"]  # all at the end, as one piece
+    assert [(e.id, e.data == "[DONE]") for e in _events(sink.last)] == [
         ("s.1", False), ("s.2", False), ("s.3", True)]
     assert stats.outcome == Outcome.DONE and stats.chunks == 2
 
@@ -784,13 +774,13 @@ async def test_a_run_of_plain_events_is_framed_as_those_events_one_by_one() -> N
     one_by_one = _Reads(lambda up: (up.data(_content("a")), up.data(_content("b"))),
                         lambda up: (up.data(_content("c")), up.data(usage),
                                     up.data(b"[DONE]")))
-    runs, each = _Channel(), _Channel()
-    relay_runs, stats_runs = await _run_direct(by_run, runs)
-    relay_each, stats_each = await _run_direct(one_by_one, each)
+    runs, each = Sink(), Sink()
+    stats_runs = await _pushed(by_run, runs)
+    stats_each = await _pushed(one_by_one, each)
     # The same bytes: the first event took the general path, the rest came framed at once.
-    assert runs.writes == each.writes and relay_runs.last_frame == relay_each.last_frame
-    assert [e.id for w in runs.writes for e in _events(w)] == ["s.1", "s.2"]
-    assert [e.id for e in _events(relay_runs.last_frame)] == ["s.3", "s.4", "s.5"]
+    assert b"".join(runs.wire) == b"".join(each.wire) and runs.last == each.last
+    assert [e.id for w in runs.before_end for e in _events(w)] == ["s.1", "s.2"]
+    assert [e.id for e in _events(runs.last)] == ["s.3", "s.4", "s.5"]
     assert stats_runs.chunks == stats_each.chunks == 4
     assert stats_runs.completion_tokens == stats_each.completion_tokens == 5
     assert stats_runs.outcome == Outcome.DONE
@@ -800,13 +790,14 @@ async def test_done_inside_a_run_ends_the_stream_there() -> None:
     run = _run(_content("a"), _content("b"), done=True)
     late = Run(run.raw + b"data: late\n\n", [*run.lines, b"data: late"], "")
     events = _Reads(lambda up: up.data(_content("0")), lambda up: up.plain(late))
-    relay, stats = await _run_direct(events, _Channel())
-    assert [e.data for e in _events(relay.last_frame)][-1] == "[DONE]"
-    assert b"late" not in relay.last_frame
+    sink = Sink()
+    stats = await _pushed(events, sink)
+    assert [e.data for e in _events(sink.last)][-1] == "[DONE]"
+    assert b"late" not in b"".join(sink.wire)
     assert stats.chunks == 3 and stats.outcome == Outcome.DONE
 
 
-# -- run_stored: a producer's upstream reads go to the store themselves ----------
+# -- a producer's upstream reads go to the store themselves (StoreSink) ----------
 
 STORING = Limits(first_token_timeout=30, idle_timeout=30, total_timeout=60,
                  heartbeat_interval=None)
@@ -819,9 +810,6 @@ class _Pushing:
         self.listener: Any = None
         self.pushing = asyncio.Event()
         self.pauses = self.resumes = self.closed = 0
-
-    def can_push(self) -> bool:
-        return True
 
     def push(self, listener: Any) -> None:
         self.listener = listener
@@ -838,12 +826,13 @@ class _Pushing:
     def resume(self) -> None:
         self.resumes += 1
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed += 1
 
 
 class _Store:
-    """The producer's sink: each frame taken without waiting gets a future the test settles."""
+    """The streams store under a `StoreSink`: each frame taken without waiting gets a future
+    the test settles."""
 
     def __init__(self, *, cap: int = 10_000) -> None:
         self.nowait: list[tuple[int, asyncio.Future[None]]] = []
@@ -851,7 +840,7 @@ class _Store:
         self.terminal_frames: list[tuple[int, bytes]] = []
         self.cap = cap
 
-    def append_nowait(self, seq: int, frame: bytes) -> asyncio.Future[None]:
+    def append_nowait(self, stream_id: str, seq: int, frame: bytes) -> asyncio.Future[None]:
         if seq > self.cap:
             raise StreamTooLarge(f"the stream reached its limit of {self.cap} events")
         stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -863,32 +852,24 @@ class _Store:
             if not stored.done():
                 stored.set_result(None)
 
-    async def event(self, seq: int, frame: bytes) -> None:
-        self.awaited.append(seq)
-
-    async def terminal(self, seq: int, frame: bytes) -> None:
-        self.terminal_frames.append((seq, frame))
-
-    async def heartbeat(self) -> None:
-        raise AssertionError("a store gets no heartbeats")
+    async def append(self, stream_id: str, seq: int, frame: bytes, *, terminal: bool) -> None:
+        if terminal:
+            self.terminal_frames.append((seq, frame))
+        else:
+            self.awaited.append(seq)
 
 
-async def _never_stopped() -> PromptcastError | None:
-    await asyncio.Event().wait()
-    return None
-
-
-async def _started(upstream: _Pushing, store: _Store, stopped: Any = _never_stopped
-                   ) -> asyncio.Task[StreamStats]:
-    relay = Relay(upstream, STORING, "s")  # type: ignore[arg-type]
-    task = asyncio.create_task(relay.run_stored(store, stopped))  # type: ignore[arg-type]
-    await upstream.pushing.wait()  # run_stored's first step hands over the listener
-    return task
+async def _started(upstream: _Pushing, store: _Store, limits: Limits = STORING
+                   ) -> tuple[Relay, asyncio.Task[StreamStats]]:
+    relay = Relay(upstream, limits, "s")
+    task = asyncio.create_task(relay.run(StoreSink(store, "s")))  # type: ignore[arg-type]
+    await upstream.pushing.wait()  # run's first step hands over the listener
+    return relay, task
 
 
 async def test_stored_frames_are_numbered_and_the_terminal_waits_for_those_on_their_way() -> None:
     upstream, store = _Pushing(), _Store()
-    task = await _started(upstream, store)
+    _, task = await _started(upstream, store)
     upstream.read(_content("a"), _content("b"))
     upstream.read(_content("c"), b"[DONE]")  # the last read: its event is held back
     await asyncio.sleep(0)
@@ -904,8 +885,8 @@ async def test_stored_frames_are_numbered_and_the_terminal_waits_for_those_on_th
 
 async def test_too_many_frames_on_their_way_pause_the_upstream_until_half_are_stored() -> None:
     upstream, store = _Pushing(), _Store()
-    task = await _started(upstream, store)
-    limit = relay_module._MAX_UNSTORED
+    _, task = await _started(upstream, store)
+    limit = resumable._MAX_UNSTORED
     for n in range(limit):
         upstream.read(_content(str(n)))
     assert upstream.pauses == 1 and upstream.resumes == 0
@@ -923,7 +904,7 @@ async def test_too_many_frames_on_their_way_pause_the_upstream_until_half_are_st
 
 async def test_a_frame_the_store_refuses_turns_even_a_done_stream_into_an_error() -> None:
     upstream, store = _Pushing(), _Store()
-    task = await _started(upstream, store)
+    _, task = await _started(upstream, store)
     upstream.read(_content("a"))
     upstream.read(b"[DONE]")
     store.nowait[0][1].set_exception(StoreUnavailable("the streams store (Redis) is unreachable"))
@@ -938,7 +919,7 @@ async def test_a_frame_the_store_refuses_turns_even_a_done_stream_into_an_error(
 
 async def test_a_stream_past_its_cap_ends_with_stream_too_large() -> None:
     upstream, store = _Pushing(), _Store(cap=2)
-    task = await _started(upstream, store)
+    _, task = await _started(upstream, store)
     upstream.read(_content("a"), _content("b"), _content("c"))
     store.store_all()
     stats = await task
@@ -949,15 +930,9 @@ async def test_a_stream_past_its_cap_ends_with_stream_too_large() -> None:
 
 async def test_a_stop_from_the_supervisor_ends_the_stream_with_its_reason() -> None:
     upstream, store = _Pushing(), _Store()
-    stop = asyncio.Event()
-
-    async def stopped() -> PromptcastError:
-        await stop.wait()
-        return StreamStopped("the stream was cancelled")
-
-    task = await _started(upstream, store, stopped)
+    relay, task = await _started(upstream, store)
     upstream.read(_content("a"))
-    stop.set()
+    relay.stop(StreamStopped("the stream was cancelled"))
     store.store_all()
     stats = await task
     [(seq, frame)] = store.terminal_frames
@@ -968,10 +943,8 @@ async def test_a_stop_from_the_supervisor_ends_the_stream_with_its_reason() -> N
 
 async def test_a_stored_stream_that_keeps_coming_outlives_its_idle_limit() -> None:
     upstream, store = _Pushing(), _Store()
-    relay = Relay(upstream, Limits(first_token_timeout=5, idle_timeout=0.3, total_timeout=30,
-                                   heartbeat_interval=None), "s")  # type: ignore[arg-type]
-    task = asyncio.create_task(relay.run_stored(store, _never_stopped))  # type: ignore[arg-type]
-    await upstream.pushing.wait()
+    _, task = await _started(upstream, store, Limits(
+        first_token_timeout=5, idle_timeout=0.3, total_timeout=30, heartbeat_interval=None))
     for n in range(8):  # 0.8 s of chunks, 0.1 s apart: never idle for 0.3 s
         upstream.read(_content(str(n)))
         store.store_all()
@@ -983,15 +956,15 @@ async def test_a_stored_stream_that_keeps_coming_outlives_its_idle_limit() -> No
 
 async def test_a_stored_stream_with_heartbeats_configured_still_times_out() -> None:
     upstream, store = _Pushing(), _Store()
-    relay = Relay(upstream, TINY, "s")  # type: ignore[arg-type]
-    stats = await asyncio.wait_for(relay.run_stored(store, _never_stopped), 5)  # type: ignore[arg-type]
+    _, task = await _started(upstream, store, TINY)
+    stats = await asyncio.wait_for(task, 5)
     [(_, frame)] = store.terminal_frames
     assert _events(frame)[0].event == "timeout" and stats.outcome == Outcome.TIMEOUT
 
 
 async def test_a_frame_the_store_drops_ends_the_stream_as_store_unavailable() -> None:
     upstream, store = _Pushing(), _Store()
-    task = await _started(upstream, store)
+    _, task = await _started(upstream, store)
     upstream.read(_content("a"))
     store.nowait[0][1].cancel()  # the store closed under it
     stats = await task
@@ -1002,7 +975,7 @@ async def test_a_frame_the_store_drops_ends_the_stream_as_store_unavailable() ->
 
 async def test_after_a_refusal_the_frames_held_back_are_not_stored() -> None:
     upstream, store = _Pushing(), _Store()
-    task = await _started(upstream, store)
+    _, task = await _started(upstream, store)
     upstream.read(_content("a"))
     upstream.read(_content("b"), b"[DONE]")  # "b" is held back for the end
     store.nowait[0][1].set_exception(StoreUnavailable("the streams store (Redis) is unreachable"))
@@ -1014,11 +987,14 @@ async def test_after_a_refusal_the_frames_held_back_are_not_stored() -> None:
 
 async def test_a_bug_while_storing_the_last_frames_ends_with_internal_error() -> None:
     class Broken(_Store):
-        async def event(self, seq: int, frame: bytes) -> None:
-            raise RuntimeError("a bug")
+        async def append(self, stream_id: str, seq: int, frame: bytes, *,
+                         terminal: bool) -> None:
+            if not terminal:
+                raise RuntimeError("a bug")
+            await super().append(stream_id, seq, frame, terminal=terminal)
 
     upstream, store = _Pushing(), Broken()
-    task = await _started(upstream, store)
+    _, task = await _started(upstream, store)
     upstream.read(_content("a"), b"[DONE]")
     stats = await task
     [(_, frame)] = store.terminal_frames

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 import orjson
 
+from promptcast.providers.base import ChunkStream
 from promptcast.settings import Settings
-from promptcast.wire.sse import Event
+from promptcast.wire.sse import DONE, Event
 
 
 def add_timeouts(parser: argparse.ArgumentParser) -> None:
@@ -77,3 +79,10 @@ async def _write_events(events: Any, out: TextIO) -> int:
         out.flush()
     print("\npromptcast: the stream was cut off before it was complete", file=sys.stderr)
     return 1
+
+
+async def chunk_events(stream: ChunkStream) -> AsyncIterator[Event]:
+    """A chunk stream, iterated, as the events a server would send: each chunk, then `[DONE]`."""
+    async for chunk in stream:
+        yield Event(chunk.data)
+    yield DONE

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from promptcast.cli.common import add_timeouts, print_events
+from promptcast.cli.common import add_timeouts, chunk_events, print_events
 from promptcast.service.prompts import MODE_ALIASES
 from promptcast.settings import Settings
 from promptcast.wire.sse import Decoder
@@ -83,7 +83,6 @@ async def _optimize_remote(server: str, body: dict[str, Any], out: TextIO,
 async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO) -> int:
     from promptcast.providers import ProviderRegistry
     from promptcast.redact import Redactor
-    from promptcast.relay.source import ChunkEvents
     from promptcast.service.model_service import ModelService
     from promptcast.service.schemas import parse_optimize
     from promptcast.wire.http_client import HTTPClient
@@ -96,12 +95,12 @@ async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO)
     registry = ProviderRegistry(settings, client, Redactor(settings.models.secrets()))
     try:
         service = ModelService(settings.models, registry)
-        events = ChunkEvents(await service.optimize(request))
+        stream = await service.optimize(request)
         try:
             async with asyncio.timeout(settings.total_timeout):
-                return await print_events(events, out)
+                return await print_events(chunk_events(stream), out)
         finally:
-            await events.aclose()
+            await stream.aclose()
     finally:
         await registry.aclose()
         await client.aclose()

@@ -50,7 +50,7 @@ def serve(settings: Settings) -> None:
     from promptcast.ops.logs import configure
     from promptcast.ops.process import log_prepared, prepare_for_streams
     from promptcast.server.app import create_app
-    from promptcast.server.direct import HttpProtocol
+    from promptcast.server.protocol import http_protocol
     from promptcast.wire import scan
 
     configure(settings.log_level)
@@ -84,7 +84,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         loop="uvloop",
-        http=HttpProtocol,  # httptools, plus the direct channel for event streams
+        http=http_protocol(),  # httptools, plus the door and direct channels (protocol.py)
         access_log=False,  # promptcast.access logs each request, with its request id
         server_header=False,  # no `server: uvicorn` advertised on every response
         # Past the drain, streams end with `shutting_down` frames within seconds.

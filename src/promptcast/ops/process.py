@@ -6,15 +6,12 @@ event loop, every stream stalled at once (docs/benchmarks.md, "Stalls"):
 
 - The kernel grows a process's file-descriptor table by doubling it, and in a
   process with threads (uvloop's resolver pool is one) each growth waits for
-  an RCU grace period: 7-18 ms at 256, 512, 1,024 ... open descriptors. The
-  table is grown once, at start-up, instead.
+  an RCU grace period. The table is grown once, at start-up, instead.
 - A full collection walks every tracked object, so it takes longer the more
-  streams are open (20-40 ms at 800). Python runs one after every ten
-  middle-generation collections (about a hundred young ones): every 0.35 s
-  under a load of 2,000 new streams a second. Start-up objects are frozen out
-  of it, and it runs ten times less often. Streams leave almost no cyclic
-  garbage (about 0.1 objects each), so what waits for it longer costs next to
-  no memory.
+  streams are open, and under many new streams a second Python runs one
+  often. Start-up objects are frozen out of it, and it runs ten times less
+  often. Streams leave almost no cyclic garbage, so what waits for it longer
+  costs next to no memory.
 """
 
 from __future__ import annotations

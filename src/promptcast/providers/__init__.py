@@ -6,11 +6,9 @@ from promptcast.models import ModelSpec
 from promptcast.providers.base import (
     ChatChunk,
     ChatRequest,
-    ChunkListener,
     ChunkStream,
     Message,
     Provider,
-    PushChunks,
 )
 from promptcast.providers.llama import LlamaProvider
 from promptcast.providers.openai_compat import OpenAICompatProvider
@@ -19,8 +17,7 @@ from promptcast.settings import Settings
 from promptcast.wire.http_client import HTTPClient
 
 __all__ = [
-    "ChatChunk", "ChatRequest", "ChunkListener", "ChunkStream", "Message", "Provider",
-    "ProviderRegistry", "PushChunks",
+    "ChatChunk", "ChatRequest", "ChunkStream", "Message", "Provider", "ProviderRegistry",
 ]
 
 

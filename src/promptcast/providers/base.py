@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
-from promptcast.errors import PromptcastError
-from promptcast.wire.sse import Run
+from promptcast.wire.pump import Pump
+from promptcast.wire.sse import DONE, Event, EventListener
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,9 @@ class ChatRequest:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     request_id: str | None = None
+    # Whether pushed streams pass usage-only chunks on (the OpenAI API's
+    # `stream_options.include_usage`); iterated ones always yield them.
+    include_usage: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,46 +48,71 @@ class ChatChunk:
 
 
 class ChunkStream(Protocol):
-    """An open stream of chunks; `aclose()` stops the upstream work."""
+    """An open stream of chunks; `aclose()` stops the upstream work.
+
+    Iterated, it yields `ChatChunk`s (`collect`, the command line, evaluations).
+    Pushed, it hands a listener SSE events from its upstream's reads: each
+    chunk's JSON as `data` (usage-only chunks left out unless the request's
+    `include_usage`), then `[DONE]`, or `end(error)`; this is how the relay
+    takes it, with no task per chunk. A provider whose stream can only be
+    iterated gets push mode from `PullStream`.
+    """
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]: ...
+
+    def push(self, listener: EventListener) -> None: ...
+
+    def pause(self) -> None:
+        """Stop reading from the upstream until `resume()` (push mode's flow control)."""
+
+    def resume(self) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
-class ChunkListener(Protocol):
-    """Takes a pushed chunk stream's chunks inside the upstream's read callback.
+def relayed(chunk: ChatChunk, include_usage: bool) -> bool:
+    """Whether a pushed stream passes `chunk` on: all but usage-only ones nobody asked for."""
+    return include_usage or chunk.usage is None or bool(chunk.content or chunk.finish_reason)
 
-    `passthrough` and `flush` are attributes, read once when pushing starts, so
-    a listener that only forwards them can hand over its own listener's: each
-    chunk then skips a call.
+
+class PullStream:
+    """Base of a chunk stream that can only be iterated: push mode by a task (`wire.pump`).
+
+    Subclasses give `__aiter__` (the chunks) and `_close()` (release what they hold).
     """
 
-    # A plain content chunk (no finish, usage or error), left unparsed: its JSON, UTF-8.
-    passthrough: Callable[[bytes], None]
-    # Several, as the upstream sent them (`sse.Decoder.feed_block`), each a plain
-    # content chunk.
-    passthrough_run: Callable[[Run], None]
-    # The chunks of one upstream read were all handed over. Also called for
-    # reads that end after the stream did (until it is closed): a no-op then.
-    flush: Callable[[], None]
+    def __init__(self, include_usage: bool) -> None:
+        self._include_usage = include_usage
+        self._pump: Pump | None = None
 
-    def chunk(self, chunk: ChatChunk) -> None: ...
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        raise NotImplementedError
 
-    def end(self, error: PromptcastError | None) -> None:
-        """None: the stream completed; else why it failed."""
+    async def _close(self) -> None:
+        """Stop the work and release it; called once pushing (if any) has stopped."""
 
+    def push(self, listener: EventListener) -> None:
+        self._pump = Pump(self._events())
+        self._pump.push(listener)
 
-class PushChunks(Protocol):
-    """A chunk stream that can push (HTTP providers); the embedded model only pulls."""
+    async def _events(self) -> AsyncIterator[Event]:
+        async for chunk in self:
+            if relayed(chunk, self._include_usage):
+                yield Event(chunk.data)
+        yield DONE
 
-    def push(self, listener: ChunkListener) -> None: ...
+    def pause(self) -> None:
+        if self._pump is not None:
+            self._pump.pause()
 
-    def pause(self) -> None: ...
+    def resume(self) -> None:
+        if self._pump is not None:
+            self._pump.resume()
 
-    def resume(self) -> None: ...
-
-    def close(self) -> None: ...
+    async def aclose(self) -> None:
+        if self._pump is not None:
+            await self._pump.aclose()
+        await self._close()
 
 
 class Provider(Protocol):

@@ -30,7 +30,7 @@ from typing import Any
 
 from promptcast.errors import Overloaded, PromptcastError, UpstreamError
 from promptcast.models import ModelSpec
-from promptcast.providers.base import ChatChunk, ChatRequest, make_chunk
+from promptcast.providers.base import ChatChunk, ChatRequest, PullStream, make_chunk
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger("promptcast.llama")
@@ -118,8 +118,11 @@ class LlamaProvider:
         self._model = None
 
 
-class _LlamaStream:
+class _LlamaStream(PullStream):
+    """One generation's chunks; pushed by a task (`PullStream`), as the thread cannot call back."""
+
     def __init__(self, provider: LlamaProvider, request: ChatRequest) -> None:
+        super().__init__(request.include_usage)
         self._provider = provider
         self._request = request
         self._released = False
@@ -225,7 +228,7 @@ class _LlamaStream:
                 ended = kind == "end"
             self._provider.generations_running -= 1
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         if self._iterator is not None:
             await self._iterator.aclose()  # type: ignore[attr-defined]
         self._release()

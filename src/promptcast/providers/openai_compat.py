@@ -9,11 +9,11 @@ import orjson
 
 from promptcast.errors import PromptcastError, SSEProtocolError, UpstreamError
 from promptcast.models import ModelSpec
-from promptcast.providers.base import ChatChunk, ChatRequest, ChunkListener
+from promptcast.providers.base import ChatChunk, ChatRequest, relayed
+from promptcast.providers.openai_shape import plain_content, plain_head
 from promptcast.redact import Redactor, safe_url
-from promptcast.wire import scan
 from promptcast.wire.http_client import HTTPClient, HTTPClientError, Response
-from promptcast.wire.sse import Decoder, Event, Run
+from promptcast.wire.sse import DONE, Decoder, Event, EventListener, Run, payload
 
 _ERROR_BODY_LIMIT = 16 * 1024
 
@@ -77,7 +77,8 @@ class OpenAICompatProvider:
         except BaseException:
             await response.aclose()
             raise
-        return _OpenAIStream(self.spec.name, response, self._redact, self._max_event_bytes)
+        return _OpenAIStream(self.spec.name, response, self._redact, self._max_event_bytes,
+                             include_usage=request.include_usage)
 
     async def _check(self, response: Response) -> None:
         if response.status != 200:
@@ -129,25 +130,27 @@ async def _error_detail(response: Response) -> str:
 
 
 class _OpenAIStream:
-    __slots__ = ("_decoder", "_finished", "_listener", "_model", "_passthrough",
-                 "_passthrough_run", "_redact", "_response")
+    __slots__ = ("_data", "_decoder", "_finished", "_include_usage", "_listener", "_model",
+                 "_redact", "_response", "_run")
 
     def __init__(
-        self, model: str, response: Response, redact: Redactor, max_event_bytes: int
+        self, model: str, response: Response, redact: Redactor, max_event_bytes: int, *,
+        include_usage: bool = True,
     ) -> None:
         self._model = model
         self._response = response
         self._redact = redact
+        self._include_usage = include_usage
         self._decoder = Decoder(max_line_bytes=max_event_bytes, max_event_bytes=max_event_bytes,
                                 strict_utf8=True)
-        self._listener: ChunkListener | None = None
-        self._passthrough: Callable[[bytes], None] | None = None
-        self._passthrough_run: Callable[[Run], None] | None = None
+        self._listener: EventListener | None = None
+        # The listener's own methods, looked up once: called per chunk.
+        self._data: Callable[[bytes], None] | None = None
+        self._run: Callable[[Run], None] | None = None
         self._finished = False
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._chunks()
-
     async def _chunks(self) -> AsyncIterator[ChatChunk]:
         finished = False
         try:
@@ -201,33 +204,30 @@ class _OpenAIStream:
             usage=usage if isinstance(usage, dict) else None,
         )
 
-    async def aclose(self) -> None:
-        await self._response.aclose()
+    # -- push mode: events handed on inside the upstream's read callback -----------
 
-    # -- push mode: chunks handed over inside the upstream's read callback -------
-
-    def push(self, listener: ChunkListener) -> None:
+    def push(self, listener: EventListener) -> None:
         self._listener = listener
-        self._passthrough = listener.passthrough
-        self._passthrough_run = listener.passthrough_run
+        self._data = listener.data
+        self._run = listener.plain
         # The end of a read goes straight to the listener. Reads can still end
         # after the stream did (`[DONE]` does not close the response), until
-        # `close()`: the listener's flush takes that (ChunkListener).
+        # `aclose()`: the listener's flush takes that (`EventListener.flush`).
         self._response.deliver(self._on_bodies, self._on_end, listener.flush)
 
     def _on_bodies(self, bodies: list[bytes]) -> None:
         """One upstream read's body chunks: one event (as models write), or many at once."""
-        passthrough = self._passthrough
-        if passthrough is None:
+        data = self._data
+        if data is None:
             return
         decoder = self._decoder
         if len(bodies) == 1:
-            payload = decoder.simple_event(bodies[0])
-            if payload is not None:
-                if _plain_content(payload):
-                    passthrough(payload)
+            single = decoder.simple_event(bodies[0])
+            if single is not None:
+                if plain_content(single):
+                    data(single)
                 else:
-                    self._on_events([Event(payload.decode())])
+                    self._on_events([Event(single.decode())])
                 return
         try:
             before, run, after, error = decoder.feed_block(bodies)
@@ -235,11 +235,11 @@ class _OpenAIStream:
             before, run, after, error = [], None, [], exc
         self._on_events(before)
         if run is not None:
-            head, rest = _plain_head(run)
-            if head is not None and self._passthrough_run is not None:
-                self._passthrough_run(head)
+            head, rest = plain_head(run)
+            if head is not None and self._run is not None:
+                self._run(head)
             # The stream's end, say (its finish and usage chunks): event by event.
-            self._on_events([Event(line[6:].decode()) for line in rest])
+            self._on_events([Event(payload(line).decode()) for line in rest])
         self._on_events(after)
         if error is not None:
             self._end(error)
@@ -250,17 +250,18 @@ class _OpenAIStream:
                 listener = self._listener
                 if listener is None:
                     return  # ended, or closed by the listener
-                data = event.data
-                encoded = data.encode() if event.event == "message" else b""
-                if encoded and _plain_content(encoded):
-                    assert self._passthrough is not None
-                    self._passthrough(encoded)
-                elif data == "[DONE]":
+                text = event.data
+                encoded = text.encode() if event.event == "message" else b""
+                if encoded and plain_content(encoded):
+                    assert self._data is not None
+                    self._data(encoded)
+                elif text == "[DONE]":
                     self._end(None)
                 else:
-                    chunk = self._parse(event.event, data)
+                    chunk = self._parse(event.event, text)
                     self._finished = self._finished or chunk.finish_reason is not None
-                    listener.chunk(chunk)
+                    if relayed(chunk, self._include_usage):
+                        listener.event(Event(chunk.data))
         except PromptcastError as exc:
             self._end(exc)
 
@@ -280,10 +281,14 @@ class _OpenAIStream:
 
     def _end(self, error: PromptcastError | None) -> None:
         listener, self._listener = self._listener, None
-        self._passthrough = self._passthrough_run = None
+        self._data = self._run = None
         if error is not None:
             self._response.close()
-        if listener is not None:
+        if listener is None:
+            return
+        if error is None:
+            listener.event(DONE)
+        else:
             listener.end(error)
 
     def pause(self) -> None:
@@ -292,71 +297,8 @@ class _OpenAIStream:
     def resume(self) -> None:
         self._response.resume_reading()
 
-    def close(self) -> None:
-        self._listener = self._passthrough = self._passthrough_run = None
+    async def aclose(self) -> None:
+        # The listener held this stream and it the listener's methods: let go,
+        # so the pair is freed without the cyclic collector.
+        self._listener = self._data = self._run = None
         self._response.close()
-
-
-# How many chunks at the end of a run may be parsed while the rest passes on
-# unparsed: a stream's finish chunk, its usage chunk and `[DONE]`. A stream
-# that ends with more odd ones takes the event-by-event path, as it did.
-_MAX_PARSED_TAIL = 3
-
-
-def _plain_head(run: Run) -> tuple[Run | None, list[bytes]]:
-    """`run`, or its start before up to 3 odd last chunks if that start is plain; else None.
-    Also the lines after it, to be parsed.
-
-    At full speed a stream's last read holds its finish (and usage) chunks
-    after hundreds of plain ones: only those few are parsed, not the read. A
-    run with an odd chunk anywhere else goes event by event, as before.
-    """
-    if _plain_run(run):
-        return run, []
-    lines = run.lines
-    count = len(lines)
-    tail = 0
-    while (tail < _MAX_PARSED_TAIL and tail < count - 1
-           and not _plain_content(lines[count - tail - 1][6:])):
-        tail += 1
-    # One more scan of the run only when it looks like a stream's end: a plain
-    # first chunk, odd last ones (a stream that is never plain pays nothing).
-    if tail == 0 or not _plain_content(lines[0][6:]):
-        return None, lines
-    rest = lines[count - tail:]
-    cut = len(run.raw) - sum(len(line) + 2 for line in rest)
-    head = Run(run.raw[:cut], lines[:count - tail], run.id)
-    return (head, rest) if _plain_run(head) else (None, lines)
-
-
-def _plain_run(run: Run) -> bool:
-    """`_plain_content` of every event of `run`, by C loops over all of them at once."""
-    # A run's events are one `data: ` line each: so each line ends the way a
-    # plain chunk does when there are as many such ends as lines, and each
-    # starts with `{` when the least and the greatest of them do (the lines
-    # with a given start are one stretch of the byte order).
-    # The searches are `memmem` passes in C (scan.py): CPython's own search for
-    # a needle this long in a long buffer is a scalar loop.
-    lines, raw = run.lines, run.raw
-    events = len(lines)
-    return (min(lines)[:7] == b"data: {" and max(lines)[:7] == b"data: {"
-            and scan.count(raw, b'"finish_reason":null}]}\n\n') == events
-            and scan.count(raw, b'"finish_reason"') == events
-            and not scan.contains(raw, b'"error"') and not scan.contains(raw, b'"usage":{'))
-
-
-def _plain_content(data: bytes) -> bool:
-    """Whether a message event's data can be passed on unparsed: one choice, not finished,
-    no usage, no error.
-
-    Conservative: any doubt (another key order, spacing, several choices, the
-    word `"error"` in the text) sends the chunk through the full parse. Like
-    the split gateway, it relays such a chunk's JSON text without checking it.
-    """
-    # OpenAI's own shape first: `choices` last, its one choice ending the object.
-    # One line only: a relay frames pass-through data as one `data:` line. A
-    # `usage` goes through the parse, which drops it when the client did not ask.
-    return (data[:1] == b"{" and data.endswith(b'"finish_reason":null}]}')
-            # Not bytes `in` (it makes and drops a TypeError each: relay.Relay.data).
-            and data.count(b'"finish_reason"') == 1 and not scan.contains(data, b'"error"')
-            and 0x0A not in data and not scan.contains(data, b'"usage":{'))

@@ -27,37 +27,131 @@ from promptcast.errors import (
     PromptcastError,
     StoreUnavailable,
     StreamStopped,
+    UpstreamError,
     error_payload,
 )
 from promptcast.relay.drain import Drain
 from promptcast.relay.relay import Relay, StreamStats
+from promptcast.relay.sink import Conclude, Stopped
 from promptcast.relay.streams import Batch, StreamStore
 from promptcast.wire import sse
 
 log = logging.getLogger("promptcast.resumable")
+
+# Frames on their way to the store at once before a producer stops reading its
+# upstream (and reads again once half of them are stored).
+_MAX_UNSTORED = 32
+# A terminal frame is small; a store that cannot take it in this long has failed.
+_TERMINAL_WRITE_TIMEOUT = 5.0
 
 # How often a producer renews its lease and a reader says it is attached.
 RENEW_INTERVAL = 1.0
 
 
 class StoreSink:
-    """A relay's sink that appends every frame to the store; no heartbeats."""
+    """A relay's sink into the streams store: one entry per event, numbered; no heartbeats.
+
+    Frames are appended without waiting (`append_nowait`); the store
+    acknowledges them later, in order. Past `_MAX_UNSTORED` on their way the
+    sink is `paused` (the relay stops reading its upstream) until half are
+    stored. A frame the store refuses ends the stream with that error, and
+    nothing after it is stored: readers would skip the gap without knowing.
+    """
+
+    __slots__ = ("_on_stop", "_on_writable", "_refused", "_store", "_stream_id", "_unstored",
+                 "gone", "paused")
+
+    per_event = True
+    stall = "the streams store stopped taking the stream"
 
     def __init__(self, store: StreamStore, stream_id: str) -> None:
         self._store = store
         self._stream_id = stream_id
+        self.paused = False
+        self.gone = False  # a store does not leave; it fails (`on_stop` with the error)
+        self._unstored: set[asyncio.Future[None]] = set()
+        self._refused = False
+        self._on_stop: Stopped | None = None
+        self._on_writable: Callable[[], object] | None = None
 
-    async def event(self, seq: int, frame: bytes) -> None:
-        await self._store.append(self._stream_id, seq, frame, terminal=False)
+    def on_stop(self, callback: Stopped | None) -> None:
+        self._on_stop = callback
 
-    def append_nowait(self, seq: int, frame: bytes) -> asyncio.Future[None] | None:
-        return self._store.append_nowait(self._stream_id, seq, frame)
+    def on_writable(self, callback: Callable[[], object] | None) -> None:
+        self._on_writable = callback
 
-    async def terminal(self, seq: int, frame: bytes) -> None:
-        await self._store.append(self._stream_id, seq, frame, terminal=True)
+    def heartbeat(self) -> bool:
+        return True  # heartbeats belong to connections
 
-    async def heartbeat(self) -> None:
-        """Heartbeats belong to connections, not to stored streams."""
+    def write(self, frames: list[bytes], first_seq: int) -> bool:
+        if self._refused:
+            return True
+        seq = first_seq
+        try:
+            for frame in frames:
+                stored = self._store.append_nowait(self._stream_id, seq, frame)
+                if stored is not None:
+                    self._unstored.add(stored)
+                    stored.add_done_callback(self._stored)
+                seq += 1
+        except PromptcastError as exc:  # past a cap, or the store failed this stream
+            self._fail(exc)
+        except Exception as exc:
+            log.exception("stream %s: storing a frame failed", self._stream_id)
+            self._fail(_internal(exc))
+        else:
+            if len(self._unstored) >= _MAX_UNSTORED:
+                self.paused = True  # the store is slower than the upstream
+        return True
+
+    def _stored(self, stored: asyncio.Future[None]) -> None:
+        self._unstored.discard(stored)
+        if stored.cancelled():
+            self._fail(StoreUnavailable("the streams store closed"))
+            return
+        exc = stored.exception()
+        if exc is not None:
+            self._fail(exc if isinstance(exc, PromptcastError) else _internal(exc))
+            return
+        if self.paused and len(self._unstored) <= _MAX_UNSTORED // 2:
+            self.paused = False
+            if self._on_writable is not None:
+                self._on_writable()
+
+    def _fail(self, exc: PromptcastError) -> None:
+        self._refused = True
+        if self._on_stop is not None:
+            self._on_stop(exc)
+
+    async def close(self, frames: list[bytes], first_seq: int, conclude: Conclude) -> bool:
+        """Store the frames the last read held back once those on their way are, then the
+        terminal frame: it must be the last one stored."""
+        if self._unstored:
+            await asyncio.wait(set(self._unstored))
+        seq = first_seq
+        try:
+            for frame in frames if not self._refused else ():
+                await self._store.append(self._stream_id, seq, frame, terminal=False)
+                seq += 1
+        except PromptcastError as exc:
+            self._fail(exc)
+        except Exception as exc:
+            log.exception("stream %s: storing a frame failed", self._stream_id)
+            self._fail(_internal(exc))
+        terminal = conclude()
+        if terminal is None:
+            return False
+        frame, number = terminal
+        try:
+            async with asyncio.timeout(_TERMINAL_WRITE_TIMEOUT):
+                await self._store.append(self._stream_id, number, frame, terminal=True)
+        except (OSError, TimeoutError, PromptcastError):
+            return False
+        return True
+
+
+def _internal(exc: BaseException) -> PromptcastError:
+    return UpstreamError(f"internal error: {type(exc).__name__}", code="internal_error")
 
 
 class Producer:
@@ -78,13 +172,18 @@ class Producer:
         self._cancel.set()
 
     async def run(self) -> None:
-        sink = StoreSink(self._store, self.stream_id)
+        """Relay the stream into the store, under supervision, until it ends."""
         relay = self._relay
-        if relay.can_run_direct():
+
+        async def supervise() -> None:
+            relay.stop(await self._supervise())
+
+        supervisor = asyncio.get_running_loop().create_task(supervise())
+        try:
             # The upstream's reads append to the store themselves: no task per chunk.
-            stats = await relay.run_stored(sink, self._supervise)
-        else:
-            stats = await relay.run(sink, self._supervise)
+            stats = await relay.run(StoreSink(self._store, self.stream_id))
+        finally:
+            supervisor.cancel()
         self._on_end(stats)
 
     async def _supervise(self) -> PromptcastError:
@@ -178,7 +277,7 @@ async def follow(
                 return False
             now = loop.time()
             if now - last_write >= heartbeat_interval:
-                await write(sse.comment("keep-alive"))
+                await write(sse.HEARTBEAT)
                 last_write = now
             if now - last_touch >= touch_interval:
                 await store.touch(position.stream_id)

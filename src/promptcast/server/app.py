@@ -1,4 +1,9 @@
-"""The ASGI app: its route table, its middleware and its lifespan. Add a route here."""
+"""The ASGI app: its route table, its middleware and its lifespan. Add a route here.
+
+A route is a handler in `server/routes/` (it takes a Starlette `Request`; the
+shared resources are `http.runtime_of(request)`), listed in `create_app`'s
+table below. The routes that start streams are `start.START_ROUTES`.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +16,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
 
 from promptcast.errors import PromptcastError
 from promptcast.ops.auth import build_middleware
 from promptcast.ops.logs import RequestIdMiddleware
 from promptcast.ops.metrics import Metrics
 from promptcast.relay.drain import Drain
-from promptcast.server.api import (
-    _STREAM_STARTS,
-    FastStreams,
-    HotRoutes,
-    cancel_stream,
-    chat_completions,
-    optimize_prompt,
-    optimize_stream,
-    resume_stream,
-)
-from promptcast.server.direct import STREAM_ROUTES
+from promptcast.server.door import Door
 from promptcast.server.http import error_response
-from promptcast.server.responses import RAW_SEND
+from promptcast.server.protocol import DOOR
 from promptcast.server.routes.ops import (
     STATIC,
     healthz,
@@ -42,7 +36,10 @@ from promptcast.server.routes.ops import (
     openapi_json,
     readyz,
 )
+from promptcast.server.routes.resumable import cancel_stream, resume_stream
+from promptcast.server.routes.streams import start_stream
 from promptcast.server.runtime import open_runtime
+from promptcast.server.start import START_ROUTES
 from promptcast.settings import Settings, read_api_keys
 
 
@@ -58,21 +55,22 @@ async def _promptcast_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-# The POST handlers that start streams: `HotRoutes` takes their routes.
-class PromptcastApp(Starlette):
-    """Starlette, keeping the server's own `send` in the scope for event-stream bodies."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        scope[RAW_SEND] = send
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # `send` is bound to the server's request object, which holds the
-            # scope: without this the pair waits for a full garbage collection.
-            scope.pop(RAW_SEND, None)
+def routes() -> list[BaseRoute]:
+    """Every route of the app."""
+    return [
+        Route("/", index, methods=["GET"]),
+        *(Route(path, start_stream, methods=["POST"]) for path in START_ROUTES),
+        Route("/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
+        Route("/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
+        Route("/prod-api/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
+        Route("/prod-api/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -82,37 +80,18 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_runtime(settings, app.state.drain, app.state.metrics) as runtime:
             state: dict[str, Any] = {"runtime": runtime}
-            if not (settings.rate_limit_per_minute > 0 or settings.max_concurrent_streams > 0):
-                keys = read_api_keys(settings.api_keys) if settings.api_keys else ()
-                state[STREAM_ROUTES] = FastStreams(runtime, keys)
+            keys = read_api_keys(settings.api_keys) if settings.api_keys else ()
+            door = Door.for_app(app, runtime, keys)
+            if door is not None:
+                state[DOOR] = door
             yield state
 
-    routes = [
-        Route("/", index, methods=["GET"]),
-        Route("/optimize-stream", optimize_stream, methods=["POST"]),
-        Route("/prod-api/optimize-stream", optimize_stream, methods=["POST"]),
-        Route("/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
-        Route("/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
-        Route("/prod-api/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
-        Route("/prod-api/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
-        Route("/prompt/optimize-prompt", optimize_prompt, methods=["POST"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-    ]
-    app = PromptcastApp(
-        routes=routes,
+    app = Starlette(
+        routes=routes(),
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, PromptcastError: _promptcast_error},
         # Request ids outermost; then CORS, API keys and limits (auth.py), each only if on.
-        middleware=[Middleware(RequestIdMiddleware), *build_middleware(settings),
-                    Middleware(HotRoutes, routes={
-                        route.path: route.endpoint for route in routes
-                        if isinstance(route, Route) and route.endpoint in _STREAM_STARTS})],
+        middleware=[Middleware(RequestIdMiddleware), *build_middleware(settings)],
     )
     # Outside the lifespan: the server's signal handler reaches it to start draining.
     app.state.drain = Drain(settings.drain_timeout)

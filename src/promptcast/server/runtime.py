@@ -12,9 +12,9 @@ from promptcast.providers import ProviderRegistry
 from promptcast.providers.llama import LlamaProvider
 from promptcast.redact import Redactor
 from promptcast.relay.drain import Drain
-from promptcast.relay.relay import Limits
 from promptcast.relay.resumable import Producer
 from promptcast.relay.source import HttpSource, InProcessSource, Source
+from promptcast.relay.stats import Limits
 from promptcast.relay.streams import StreamStore
 from promptcast.relay.streams.memory import MemoryStore
 from promptcast.relay.streams.redis import RedisStore

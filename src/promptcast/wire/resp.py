@@ -1,9 +1,9 @@
 """A plain connection to Redis for pipelines of XADDs: RESP by hand, replies read by hiredis.
 
-Through redis-py, one `XADD` costs ~69 µs of CPU and ~11 µs inside a pipeline
-of 50: a pool checkout, a timeout and a stream reader per reply. This
-connection costs ~28 µs and ~3 µs for the same (a loopback redis-server): one
-write per pipeline, and its replies parsed in `data_received` as they come.
+Through redis-py, each `XADD` pays for a pool checkout, a timeout and a
+stream reader per reply. This connection makes one write per pipeline, and
+parses its replies in `data_received` as they come (docs/architecture.md has
+what each costs).
 It carries only the batcher's commands, for `redis://` and `unix://` URLs;
 `rediss://` keeps redis-py (which knows TLS and its options).
 """

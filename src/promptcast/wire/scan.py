@@ -1,10 +1,10 @@
 """The byte scans of the relay's full-speed path: C where built, else the same in Python.
 
 At full speed an upstream read holds hundreds of events, checked and re-framed
-all at once. With bytes builtins each event still costs about 0.25 µs: a
-search for a needle of six bytes or more in a long buffer is CPython's scalar
-two-way loop (about 0.5 ns a byte), and a split or a %-format makes objects
-per event. `promptcast.wire._scan` (built from `_scan.c` on install) does each in
+all at once. With bytes builtins each event still costs a share of a
+microsecond: a search for a needle of six bytes or more in a long buffer is
+CPython's scalar two-way loop, and a split or a %-format makes objects per
+event (docs/benchmarks.md). `promptcast.wire._scan` (built from `_scan.c` on install) does each in
 one pass of `memchr`/`memmem` and `memcpy`. The Python functions here are the
 reference it must match, and what runs where no C compiler built it.
 """

@@ -1,18 +1,23 @@
-"""Server-sent events: an incremental decoder (WHATWG HTML §9.2.6) and an encoder.
+"""Server-sent events: an incremental decoder (WHATWG HTML §9.2.6), an encoder, and the framing.
 
 Pure: no I/O. The decoder works on bytes and decodes UTF-8 once per complete
 line (never per chunk), so a character split across reads is always joined.
+Everything that writes or splits SSE does it here (and in `scan.py`, the
+same framing in C for runs of events): the relay's frames with our ids, the
+heartbeat, `[DONE]`, and `EventListener`, the shape in which a pushing
+upstream hands its events on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from promptcast.errors import SSEProtocolError
+from promptcast.errors import PromptcastError, SSEProtocolError
 from promptcast.wire import scan
 
-__all__ = ["Block", "Decoder", "Event", "Run", "comment", "encode"]
+__all__ = ["DONE", "HEARTBEAT", "Block", "Decoder", "Event", "EventListener", "Run", "comment",
+           "data_frame", "encode", "frames_of", "payload"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -33,6 +38,38 @@ class Run:
     raw: bytes
     lines: list[bytes]  # each event's `data: ...` line, without its line end
     id: str  # the last event id as of these events, as `Event.id`
+
+
+DONE_DATA = "[DONE]"
+DATA_PREFIX = b"data: "
+# The line `[DONE]` travels as: how a run of plain events is searched for its end.
+DONE_LINE = DATA_PREFIX + DONE_DATA.encode()
+
+
+class EventListener(Protocol):
+    """Takes a stream's events inside the upstream's read callback (push mode).
+
+    One concept, in the three shapes a read can hold, cheapest last: any
+    event; one plain `data:` event as its bytes; a run of them as they came.
+    """
+
+    def event(self, event: Event) -> None:
+        """Any event."""
+
+    def data(self, payload: bytes) -> None:
+        """A plain one-line message event: its data, UTF-8, undecoded."""
+
+    def plain(self, run: Run) -> None:
+        """A run of plain events as they came (`Decoder.feed_block`): each `data(payload(line))`."""
+
+    def flush(self) -> None:
+        """The events of one upstream read were all handed over.
+
+        Also called for reads that end after the stream did, until it is closed.
+        """
+
+    def end(self, error: PromptcastError | None) -> None:
+        """The upstream ended without a terminal event (None), or failed."""
 
 
 class Block(NamedTuple):
@@ -367,3 +404,41 @@ def comment(text: str = "keep-alive") -> bytes:
     """A comment frame (a heartbeat); each line of `text` becomes one comment line."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\n: ")
     return f": {text}\n\n".encode()
+
+
+HEARTBEAT = comment("keep-alive")
+DONE = Event(DONE_DATA)
+
+
+# The event types that end a stream, besides `data: [DONE]` (DESIGN.md's wire contract).
+TERMINAL_TYPES = ("error", "timeout")
+
+
+def is_terminal(event: Event) -> bool:
+    """Whether `event` ends its stream: `[DONE]`, or an `error` or `timeout` event."""
+    kind = event.event
+    return kind in TERMINAL_TYPES or (kind == "message" and event.data == DONE_DATA)
+
+
+def payload(line: bytes) -> bytes:
+    """The data of a run's line (`data: <payload>`)."""
+    return line[6:]
+
+
+# A plain one-line message event with our id: prefix (`id: <stream>.`), number, data.
+_DATA_FRAME = b"%s%d\ndata: %s\n\n"
+_LINE_FRAME = b"%s%d\n%s\n\n"
+
+
+def data_frame(id_prefix: bytes, seq: int, data: bytes) -> bytes:
+    """One plain event's frame, with its id (`<id_prefix><seq>`): what `encode` makes of it."""
+    return _DATA_FRAME % (id_prefix, seq, data)
+
+
+def frames_of(id_prefix: bytes, first: int, lines: list[bytes], *, apart: bool) -> list[bytes]:
+    """A run's lines framed with ids from `first` on: one bytes for all (a C pass), or one
+    frame each when `apart`."""
+    if not apart:
+        return [scan.frame(id_prefix, first, lines)]
+    ids = range(first, first + len(lines))
+    return [_LINE_FRAME % (id_prefix, n, line) for n, line in zip(ids, lines, strict=True)]

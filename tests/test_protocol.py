@@ -1,9 +1,11 @@
-"""The direct channel: events written from the upstream's read callback, with flow control.
+"""uvicorn's protocol with the door below ASGI (`server/protocol.py`, `server/door.py`).
 
-Under `promptcast serve` (and the `serve` fixture) streams take the direct
-path; these tests pin what it must keep from the ASGI `send` path: the same
-bytes, a slow reader holding the upstream back instead of filling memory, and
-a reader that never reads being given up on.
+Under `promptcast serve` (and the `serve` fixture) stream starts take the door
+and streams write to the connection directly; these tests pin what both must
+keep from the ASGI app and its `send`: the same bytes, the app's answers for
+anything else, a slow reader holding the upstream back instead of filling
+memory, a reader that never reads being given up on — and the overrides of
+uvicorn's protocol, on the release pyproject.toml pins.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from promptcast.ops.logs import _RequestIdFilter
 from promptcast.relay.relay import Relay
-from promptcast.server.api import _ExchangeSink
-from promptcast.server.direct import DirectChannel, Exchange, HttpProtocol
+from promptcast.server.channels import DirectChannel, Exchange
+from promptcast.server.protocol import HttpProtocol
 
 from .conftest import RunningServer
 from .sse_client import events_of, post_stream
@@ -138,22 +140,24 @@ async def test_the_direct_path_writes_the_bytes_asgi_send_would(
         name: str, serve: Callable[..., RunningServer], upstream: UpstreamDouble,
         monkeypatch: pytest.MonkeyPatch) -> None:
     server = serve()
-    direct_runs: list[Any] = []
-    run_direct = Relay.run_direct
+    sinks: list[str] = []
+    run = Relay.run
 
-    async def counted(self: Relay, *args: Any) -> Any:
-        direct_runs.append(self)
-        return await run_direct(self, *args)
+    async def counted(self: Relay, sink: Any, *args: Any) -> Any:
+        sinks.append(type(sink).__name__)
+        return await run(self, sink, *args)
 
-    monkeypatch.setattr(Relay, "run_direct", counted)
+    monkeypatch.setattr(Relay, "run", counted)
     upstream.enqueue(MORE_SCRIPTS[name]())
     direct = await post_stream(f"{server.url}/optimize-stream", PROMPT)
-    assert len(direct_runs) == 1
+    assert sinks == ["ChannelSink"]
 
-    monkeypatch.setattr(Relay, "can_run_direct", lambda self: False)
+    # The app's route, on a server that offers no channel: everything through `send`.
+    monkeypatch.setattr("promptcast.server.door.Door.claims", lambda self, path: False)
+    monkeypatch.setattr("promptcast.server.streaming.channel_of", lambda scope: None)
     upstream.enqueue(MORE_SCRIPTS[name]())
     via_send = await post_stream(f"{server.url}/optimize-stream", PROMPT)
-    assert len(direct_runs) == 1
+    assert sinks == ["ChannelSink", "SendSink"]
     assert normalised(direct) == normalised(via_send)
     assert direct.raw  # a stream, not an error
 
@@ -256,7 +260,7 @@ async def test_usage_stays_out_unless_asked_for_on_the_direct_path(
     assert got.content == "hi"
 
 
-# -- stream starts served below ASGI (`Exchange`, `api.FastStreams`) ------------------
+# -- stream starts served below ASGI (`Exchange`, `door.Door`) ---------------------
 
 
 class _Responses:
@@ -345,7 +349,7 @@ def test_a_plain_stream_start_skips_the_asgi_app_and_writes_what_it_would(
     [(status, headers, body)], _ = _talk(server, _post("/optimize-stream", _body()), responses=1)
     assert not asgi_cycles
     # The same request through the app, for comparison.
-    monkeypatch.setattr("promptcast.server.api.FastStreams.claims", lambda self, path: False)
+    monkeypatch.setattr("promptcast.server.door.Door.claims", lambda self, path: False)
     upstream.enqueue(Script.chat(["你好", "，世界"]))
     [(asgi_status, asgi_headers, asgi_body)], _ = _talk(
         server, _post("/optimize-stream", _body()), responses=1)
@@ -498,7 +502,7 @@ def test_a_failure_in_the_route_before_the_response_is_a_500(
     def broken() -> str:
         raise RuntimeError("no ids today")
 
-    monkeypatch.setattr("promptcast.server.api._new_stream_id", broken)
+    monkeypatch.setattr("promptcast.ids.stream_id", broken)
     upstream.enqueue(Script.chat(["x"]))
     [(status, _, body)], closed = _talk(
         server, _post("/optimize-stream", _body()), responses=1)
@@ -565,155 +569,125 @@ def test_chat_errors_are_counted_under_the_model_asked_for(
     assert re.search(r'promptcast_errors_total\{[^}]*model=""[^}]*\} 1', metrics), metrics
 
 
-class _Transport:
-    """Stands in for the socket's transport under an `Exchange`: keeps what is written."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
+# -- the door stands in only for the middleware it mirrors ----------------------------
 
 
-class _Protocol:
-    """What an `Exchange` asks of its connection's protocol."""
+class _Seen:
+    """Plain ASGI middleware that notes every HTTP request it is given."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.transport = _Transport()
-        self.flow = type("Flow", (), {"write_paused": True})()
-        self.server_state = type("State", (), {"default_headers": []})()
-        self.responses = 0
+    def __init__(self, app: Any, seen: list[str]) -> None:
+        self.app = app
+        self.seen = seen
 
-    def on_response_complete(self) -> None:
-        self.responses += 1
-
-
-@pytest.mark.anyio
-async def test_the_sink_wakes_every_writer_when_a_paused_client_drains() -> None:
-    protocol = _Protocol()
-    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
-    sink = _ExchangeSink(exchange)
-    event = asyncio.ensure_future(sink.event(1, b"event"))  # the relay's writer
-    beat = asyncio.ensure_future(sink.heartbeat())  # and its heartbeat, both held back
-    watch = asyncio.ensure_future(sink.gone())
-    await asyncio.sleep(0)
-    assert protocol.transport.written == []
-    exchange._resumed()
-    await asyncio.wait_for(asyncio.gather(event, beat), 5)
-    assert sorted(protocol.transport.written) == [b"5\r\nevent\r\n",
-                                                  b"e\r\n: keep-alive\n\n\r\n"]
-    assert not watch.done()
-    exchange._lost()
-    await asyncio.wait_for(watch, 5)
-    sink.close()
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.append(f"{scope['method']} {scope['path']}")
+        await self.app(scope, receive, send)
 
 
-@pytest.mark.anyio
-async def test_a_response_head_has_its_servers_default_headers_of_the_moment() -> None:
-    # Rendered once and kept while the server's list is the same one; uvicorn
-    # makes a new list each second (the date), and each server has its own.
-    one, other = _Protocol(), _Protocol()
-    one.server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 14:00:00 GMT")]
-    other.server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 14:00:00 GMT"),
-                                          (b"x-other", b"1")]
+def test_a_middleware_added_to_the_app_sees_every_stream_start(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble,
+        asgi_cycles: list[Any]) -> None:
+    seen: list[str] = []
 
-    def head(protocol: _Protocol) -> bytes:
-        exchange = Exchange(protocol, "/x", [], keep_alive=True)  # type: ignore[arg-type]
-        exchange.respond(200, [(b"content-type", b"text/plain")], b"")
-        return protocol.transport.written[-1]
+    def setup(app: Any) -> Any:
+        app.add_middleware(_Seen, seen=seen)
+        return app
 
-    assert b"date: Thu, 03 Dec 2026 14:00:00 GMT\r\ncontent-type" in head(one)
-    assert b"x-other: 1\r\n" in head(other)
-    assert b"x-other" not in head(one)
-    one.server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 14:00:01 GMT")]
-    assert b"date: Thu, 03 Dec 2026 14:00:01 GMT\r\n" in head(one)
+    server = serve(setup=setup)
+    upstream.enqueue(Script.chat(["a"]))
+    [(status, _, body)], _ = _talk(server, _post("/optimize-stream", _body()), responses=1)
+    assert status == 200 and _content(body) == "a"
+    assert seen == ["POST /optimize-stream"] and len(asgi_cycles) == 1
 
 
-@pytest.mark.anyio
-async def test_an_exchange_that_ended_wrongly_is_closed_not_ended() -> None:
-    protocol = _Protocol()
-    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
-    exchange.start(200, [(b"content-type", b"text/event-stream")])
-    exchange.write(b"data: 1\n\n")
-    exchange.abort()
-    assert protocol.transport.closed and protocol.responses == 1
-    assert not any(w.endswith(b"0\r\n\r\n") for w in protocol.transport.written)
-    exchange.end(b"late")  # nothing more once it is over
-    await asyncio.sleep(0)  # the turn on which a head not yet written would go
-    assert protocol.responses == 1
-    assert not any(w.endswith(b"0\r\n\r\n") for w in protocol.transport.written)
+def test_a_middleware_around_the_app_sees_every_stream_start(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble) -> None:
+    seen: list[str] = []
+    server = serve(setup=lambda app: _Seen(app, seen))
+    upstream.enqueue(Script.chat(["a"]))
+    [(status, _, _)], _ = _talk(server, _post("/optimize-stream", _body()), responses=1)
+    assert status == 200 and seen == ["POST /optimize-stream"]
 
 
-@pytest.mark.anyio
-async def test_a_stream_head_leaves_with_its_first_events_in_one_write() -> None:
-    protocol = _Protocol()
-    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
-    exchange.start(200, [(b"content-type", b"text/event-stream")])
-    assert protocol.transport.written == []  # held for the events in hand
-    assert exchange.write(b"data: 1\n\n")
-    (first,) = protocol.transport.written
-    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert first.endswith(b"transfer-encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n")
-    await asyncio.sleep(0)  # the head's own turn comes: nothing left to send
-    exchange.end(b"data: [DONE]\n\n")
-    assert protocol.transport.written[1:] == [b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]
+def test_without_other_middleware_the_door_takes_the_start(
+        server: RunningServer, upstream: UpstreamDouble, asgi_cycles: list[Any]) -> None:
+    # The counterpart of the two tests above: they show something only if this holds.
+    upstream.enqueue(Script.chat(["a"]))
+    [(status, _, _)], _ = _talk(server, _post("/optimize-stream", _body()), responses=1)
+    assert status == 200 and not asgi_cycles
 
 
-@pytest.mark.anyio
-async def test_a_stream_head_with_no_events_yet_leaves_on_the_next_loop_turn() -> None:
-    protocol = _Protocol()
-    exchange = Exchange(protocol, "/optimize-stream", [], keep_alive=True)  # type: ignore[arg-type]
-    exchange.start(200, [(b"content-type", b"text/event-stream")])
-    await asyncio.sleep(0)
-    (head,) = protocol.transport.written
-    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
-    exchange.write(b"data: 1\n\n")
-    assert protocol.transport.written[1:] == [b"9\r\ndata: 1\n\n\r\n"]
+# -- the fence around uvicorn ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("copied", [True, False])
-def test_the_protocol_sets_up_a_connection_as_uvicorns_does(
-        copied: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # HttpProtocol.__init__ is uvicorn's, less two lookups per connection: the
-    # same attributes, the same values (but the parser, made for each). Under
-    # a uvicorn it was not copied from, it calls uvicorn's own.
+def test_uvicorn_is_the_release_the_protocol_is_written_for() -> None:
+    import tomllib
+    from pathlib import Path
+
     import uvicorn
 
-    from promptcast.server import direct
+    from promptcast.server import protocol
 
-    if copied:
-        assert direct._COPIED_INIT, f"uvicorn {uvicorn.__version__}: compare its __init__ " \
-            "with HttpProtocol's, then add the version to _INIT_COPIED_FROM"
-    monkeypatch.setattr(direct, "_COPIED_INIT", copied)
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    [pin] = [d for d in pyproject["project"]["dependencies"] if d.startswith("uvicorn")]
+    minor = protocol.SUPPORTED.rstrip(".")
+    assert pin.endswith(f">={minor},<{minor.rsplit('.', 1)[0]}.{int(minor.rsplit('.', 1)[1]) + 1}")
+    assert protocol.supported(), f"uvicorn {uvicorn.__version__}: re-check the overrides"
+
+
+def test_the_overridden_methods_are_uvicorns_own_and_called_as_uvicorn_calls_them() -> None:
+    import inspect
+
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    for name in ("__init__", "on_headers_complete", "on_body", "on_message_complete",
+                 "connection_lost", "pause_writing", "resume_writing"):
+        ours, theirs = getattr(HttpProtocol, name), getattr(HttpToolsProtocol, name)
+        assert name in vars(HttpProtocol) and name in vars(HttpToolsProtocol), name
+        assert inspect.signature(ours) == inspect.signature(theirs), name
+
+
+def test_the_protocol_has_what_the_door_reads_of_uvicorns() -> None:
+    # The attributes the overrides read or set on uvicorn's protocol and request
+    # cycle, as uvicorn's own code sets them up for a connection and a request.
+    import uvicorn
     from uvicorn.server import ServerState
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         pass
 
-    async def build() -> tuple[dict[str, Any], dict[str, Any]]:
-        config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=7, root_path="/r",
-                                limit_concurrency=9)
-        state, app_state = ServerState(), {"k": 1}
-        ours = vars(HttpProtocol(config, state, app_state))
-        theirs = vars(HttpToolsProtocol(config, state, app_state))
-        return ours, theirs
+    async def build() -> tuple[HttpProtocol, RequestResponseCycle]:
+        config = uvicorn.Config(app, log_level="warning")
+        protocol = HttpProtocol(config, ServerState(), {})
+        cycle = RequestResponseCycle(
+            scope={}, transport=None, flow=None, logger=None,  # type: ignore[arg-type]
+            access_logger=None, access_log=False, default_headers=[],  # type: ignore[arg-type]
+            message_event=asyncio.Event(), expect_100_continue=False, keep_alive=True,
+            on_response=lambda: None)
+        return protocol, cycle
 
-    ours, theirs = asyncio.run(build())
-    assert set(ours) - set(theirs) == {"_channels", "_addressed"}
-    assert set(theirs) <= set(ours)
-    for name, value in theirs.items():
-        if name == "parser":
-            assert type(ours[name]) is type(value) and ours[name] is not value
-        elif name == "pipeline":
-            assert ours[name] == value and ours[name] is not value
-        else:
-            assert ours[name] == value, name
+    protocol, cycle = asyncio.run(build())
+    protocol.on_message_begin()  # a request begins: uvicorn makes its url, headers, scope
+    for name in ("parser", "url", "headers", "cycle", "flow", "transport", "scope", "app",
+                 "root_path", "limit_concurrency", "expect_100_continue", "tasks", "loop",
+                 "server_state", "config"):
+        assert hasattr(protocol, name), name
+    assert hasattr(protocol.config, "reset_contextvars")
+    assert hasattr(protocol.server_state, "default_headers")
+    for name in ("body", "more_body", "message_event", "response_complete", "response_started",
+                 "chunked_encoding", "transport", "flow", "scope", "disconnected", "keep_alive"):
+        assert hasattr(cycle, name), name
+
+
+def test_another_uvicorn_release_runs_uvicorns_own_protocol(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import uvicorn
+
+    from promptcast.server import protocol
+
+    assert protocol.http_protocol() is HttpProtocol
+    monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
+    with caplog.at_level("WARNING", "promptcast.door"):
+        assert protocol.http_protocol() == "httptools"
+    assert "0.99.0" in caplog.text

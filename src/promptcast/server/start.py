@@ -1,0 +1,151 @@
+"""A stream start, decided once: the request's head and body in, a plan (or the reason not) out.
+
+Both doors use it: the ASGI routes (`routes/streams.py`) and, under `promptcast
+serve`, the door below ASGI (`door.py`), so a start is judged the same way
+whichever serves it. What follows the plan is `streaming.serve` for both.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from typing import Any
+
+from promptcast.errors import InvalidField, PromptcastError, UnsupportedMediaType
+from promptcast.providers.base import ChatRequest, ChunkStream
+from promptcast.relay.relay import Upstream
+from promptcast.server.runtime import Runtime
+from promptcast.service.schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
+
+
+class Route(enum.Enum):
+    """The kinds of stream start, by what answers them."""
+
+    GATEWAY = "gateway"  # the browser's endpoint: relays the model service's stream
+    MODEL_SERVICE = "model_service"  # this process's model service, same body
+    CHAT = "chat"  # OpenAI's chat completions
+
+
+# Every path that starts a stream: the route table (app.py) and the door take them from here.
+START_ROUTES: dict[str, Route] = {
+    "/optimize-stream": Route.GATEWAY,
+    "/prod-api/optimize-stream": Route.GATEWAY,  # the path the original front end posts to
+    "/prompt/optimize-prompt": Route.MODEL_SERVICE,
+    "/v1/chat/completions": Route.CHAT,
+}
+
+
+class Kind(enum.Enum):
+    STREAM = "stream"  # relayed straight to this client
+    RESUMABLE = "resumable"  # detached, kept in the streams store, followed
+    ONCE = "once"  # one JSON answer (`"stream": false`)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a start needs of the request's head."""
+
+    content_type: str | None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A stream start, understood: what to open, and how to name it in logs and metrics."""
+
+    kind: Kind
+    model: str
+    mode: str  # the rewrite's mode, or "chat"
+    request_id: str
+    # Opens the upstream (STREAM, RESUMABLE); raises a `PromptcastError` for
+    # anything known before the first byte.
+    open: Callable[[], Coroutine[Any, Any, Upstream]]
+    # ONCE: opens the chunk stream to collect into one answer.
+    once: Callable[[], Coroutine[Any, Any, ChunkStream]] | None = None
+    openai_errors: bool = False  # mid-stream errors in OpenAI's shape (`/v1`)
+    label: str = ""  # the model errors are counted under: as the client named it
+    idempotency_key: str | None = None
+    body: OptimizeRequest | None = None
+
+
+class NotStarted(Exception):
+    """A start refused: the error for the client, and the model name it is counted under."""
+
+    def __init__(self, error: PromptcastError, label: str) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.label = label
+
+
+def plan(route: Route, head: Head, body: bytes | bytearray, rt: Runtime,
+         request_id: str) -> Start:
+    """Judge a stream start; raises `NotStarted` with the client's error when it is refused."""
+    label = ""
+    try:
+        ctype = (head.content_type or "").split(";")[0].strip().lower()
+        if not is_json(ctype):
+            raise UnsupportedMediaType(
+                f"send the body as JSON with Content-Type: application/json, not {ctype}")
+        data = parse_json(body)
+        if route is Route.CHAT:
+            label = str(data.get("model") or "")
+            return _chat(data, rt, request_id, label)
+        s = rt.settings
+        optimize = parse_optimize(data, default_model=s.models.default,
+                                  max_prompt_chars=s.max_prompt_chars,
+                                  max_opening_chars=s.max_opening_chars)
+        label = optimize.model
+        return _optimize(route, optimize, head, rt, request_id)
+    except PromptcastError as exc:
+        raise NotStarted(exc, label) from None
+
+
+def is_json(ctype: str) -> bool:
+    """Whether a body of (lower-case, parameterless) type `ctype` may be read as JSON."""
+    return not ctype or ctype == "application/json" or ctype.endswith("+json")
+
+
+def _optimize(route: Route, body: OptimizeRequest, head: Head, rt: Runtime,
+              request_id: str) -> Start:
+    gateway = route is Route.GATEWAY
+    if not body.stream:
+        if gateway:
+            raise InvalidField(
+                "`stream` must be true on /optimize-stream; for one JSON answer, "
+                "POST /prompt/optimize-prompt with \"stream\": false",
+                field="stream",
+            )
+        return Start(Kind.ONCE, body.model, body.mode, request_id,
+                     lambda: rt.service.optimize(body, request_id),
+                     once=lambda: rt.service.optimize(body, request_id), label=body.model,
+                     body=body)
+    key = _idempotency_key(head.idempotency_key)
+    if gateway and (body.resumable or key):
+        return Start(Kind.RESUMABLE, body.model, body.mode, request_id,
+                     lambda: rt.gateway.open(body, request_id), label=body.model,
+                     idempotency_key=key, body=body)
+    source = rt.gateway if gateway else rt.local_source
+    return Start(Kind.STREAM, body.model, body.mode, request_id,
+                 lambda: source.open(body, request_id), label=body.model, body=body)
+
+
+def _chat(data: dict[str, Any], rt: Runtime, request_id: str, label: str) -> Start:
+    body = parse_chat(data, default_model=rt.settings.models.default)
+    chat: ChatRequest = replace(body.request, request_id=request_id,
+                                include_usage=body.include_usage or not body.stream)
+
+    def opening() -> Coroutine[Any, Any, ChunkStream]:
+        return rt.service.chat(chat)
+
+    return Start(Kind.STREAM if body.stream else Kind.ONCE, chat.model, "chat", request_id,
+                 opening, once=opening, openai_errors=True, label=label)
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 200 or not value.isascii() or not value.isprintable():
+        raise InvalidField("Idempotency-Key must be 1 to 200 printable ASCII characters",
+                           field="Idempotency-Key")
+    return value
