@@ -11,7 +11,8 @@ import pytest
 
 from promptcast.settings import PREFIX, Settings, SettingsError
 
-SETTING_FIELDS = [f for f in fields(Settings) if f.name != "models"]
+# `models` and `proxies` come from other variables (test_models.py, and below).
+SETTING_FIELDS = [f for f in fields(Settings) if f.name not in ("models", "proxies")]
 
 
 def test_defaults() -> None:
@@ -86,6 +87,8 @@ def _valid(kind: str, name: str, tmp_path: Path) -> tuple[str, Any]:
         return "true", True
     if name == "cors_origins":
         return "https://app.example", "https://app.example"
+    if name == "upstream_transport":
+        return "httpx", "httpx"
     return "some-value", "some-value"
 
 
