@@ -78,7 +78,7 @@ class HttpxTransport:
             client = self._client(self._proxy_for(url))
             request = client.build_request(method, url, headers=headers, content=body)
             response = await client.send(request, stream=True)
-        except httpx.InvalidURL:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
             raise HTTPClientError(f"not an http(s) URL: {url.partition(':')[0]}://…") from None
         except httpx.HTTPError as exc:
             raise _error(exc) from None
