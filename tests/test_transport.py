@@ -53,7 +53,7 @@ async def body_of(transport: Transport, url: str) -> tuple[int, bytes]:
 # -- Headers -------------------------------------------------------------------------
 
 def test_headers_give_the_first_value_and_keep_every_one() -> None:
-    headers = Headers([("set-cookie", "a=1"), ("content-type", "text/event-stream"),
+    headers = Headers.of([("set-cookie", "a=1"), ("content-type", "text/event-stream"),
                        ("set-cookie", "b=2"), ("set-cookie", "c=3")])
     assert headers["set-cookie"] == "a=1"
     assert headers.get_all("Set-Cookie") == ["a=1", "b=2", "c=3"]

@@ -163,7 +163,12 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # httptools joins a header split across reads before calling this.
-        self._headers.add(name.decode("latin-1").lower(), value.decode("latin-1"))
+        key = name.decode("latin-1").lower()
+        headers = self._headers
+        if key in headers:
+            headers.add(key, value.decode("latin-1"))  # a repeat, kept aside
+        else:
+            headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         response = self.response

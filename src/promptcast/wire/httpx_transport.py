@@ -115,8 +115,8 @@ class HttpxResponse:
         self._response = response
         self._tasks = tasks
         self.status = response.status_code
-        self.headers = Headers((name.lower(), value)
-                               for name, value in response.headers.multi_items())
+        self.headers = Headers.of((name.lower(), value)
+                                  for name, value in response.headers.multi_items())
         self._raw: AsyncIterator[bytes] | None = None
         self._reading = asyncio.Event()
         self._reading.set()

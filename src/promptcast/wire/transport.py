@@ -32,17 +32,19 @@ class BodyIncomplete(HTTPClientError):
 class Headers(dict[str, str]):
     """Response headers by lower-case name: a lookup gives the first value, `get_all` each one.
 
-    A dict, so the usual lookups stay C calls; repeated headers (`Set-Cookie`,
+    A dict, so lookups and building stay C calls; repeated headers (`Set-Cookie`,
     `Link`, a `Warning` per hop) keep their later values aside.
     """
 
-    __slots__ = ("_more",)
+    _more: dict[str, list[str]] | None = None  # set on an instance at its first repeat
 
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__()
-        self._more: dict[str, list[str]] | None = None
+    @classmethod
+    def of(cls, items: Iterable[tuple[str, str]]) -> Headers:
+        """Headers from `(lower-case name, value)` pairs, in order."""
+        headers = cls()
         for name, value in items:
-            self.add(name, value)
+            headers.add(name, value)
+        return headers
 
     def add(self, name: str, value: str) -> None:
         """Append one header line; `name` must be lower case."""
