@@ -23,6 +23,7 @@ from promptcast.server.protocol import HttpProtocol
 from promptcast.settings import Settings
 from promptcast.wire import scan
 
+from .forward_proxy import ForwardProxy
 from .upstream_double import UpstreamDouble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +151,10 @@ def server(serve: Callable[..., RunningServer]) -> RunningServer:
     return serve()
 
 
+# A proxy set on the developer's machine must not carry the tests' loopback requests.
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
 @dataclass
 class Process:
     url: str
@@ -162,7 +167,8 @@ class Process:
 
 def spawn(args: list[str], env: dict[str, str], log: Path, port: int) -> Process:
     """`python -m promptcast serve ...` as its own process; waits until it answers."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTCAST_")}
+    full_env = {k: v for k, v in os.environ.items()
+                 if not k.startswith("PROMPTCAST_") and k.lower() not in PROXY_VARIABLES}
     full_env.update(env)
     with log.open("wb") as handle:
         proc = subprocess.Popen(
@@ -267,3 +273,11 @@ def replicas(
         return [processes([], base, tmp_path / f"replica-{i}.log") for i in range(n)]
 
     return start
+
+
+@pytest.fixture
+def forward_proxy() -> Iterator[ForwardProxy]:
+    """A real HTTP forward proxy on a free loopback port (tests/forward_proxy.py)."""
+    proxy = ForwardProxy().start()
+    yield proxy
+    proxy.stop()

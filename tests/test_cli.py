@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import RunningServer, free_port, models_file
+from .conftest import PROXY_VARIABLES, RunningServer, free_port, models_file
 from .upstream_double import Script, UpstreamDouble
 
 # Keys set in the developer's environment would change what `models` prints.
@@ -20,7 +20,8 @@ PROMPT = "You are a shop assistant."
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTCAST_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PROMPTCAST_") and k.lower() not in PROXY_VARIABLES}
     env.update(NO_KEYS)
     # The CLI must flush each piece itself, not rely on an unbuffered interpreter.
     env.pop("PYTHONUNBUFFERED", None)

@@ -314,3 +314,93 @@ async def test_a_listener_that_closes_the_response_in_a_read_hears_no_more() -> 
         await client.aclose()
     # `deliver` calls `on_read` once itself; after the close, no `read` and no end.
     assert calls == ["read", [b"data: 1\n\n", b"data: 2\n\n"]]
+
+
+# -- every resolved address, repeated headers ---------------------------------------
+
+def resolver_of(table: dict[str, list[str]], asked: list[str]
+                ) -> Callable[[str, int], Awaitable[list[str]]]:
+    """A name service that answers from `table` (getaddrinfo cannot be pointed at it)."""
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return list(table[host])
+    return resolve
+
+
+async def test_a_name_whose_first_address_refuses_connects_to_the_next() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    asked: list[str] = []
+    late: list[int] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        late.append(1)
+        writer.close()
+
+    # The server listens on 127.0.0.1 only: 127.0.0.2 (loopback too) refuses its port.
+    async with raw_server(handler) as server:
+        client = HTTPClient(resolver=resolver_of(
+            {"upstream.test": ["127.0.0.2", "127.0.0.1"]}, asked))
+        url = f"http://upstream.test:{server.port}/v1"
+        assert await body_of(client, url) == (200, b"ok")
+        # Now 127.0.0.2 would answer too; but the address that answered comes first now.
+        second = await asyncio.start_server(count, "127.0.0.2", server.port)
+        async with second:
+            busy = await client.request("POST", url, headers={})  # the kept-alive one
+            assert await body_of(client, url) == (200, b"ok")  # a new connection
+            await busy.aclose()
+        await client.aclose()
+        assert server.connections == 2
+    assert late == []
+    assert asked == ["upstream.test"]  # resolved once, kept for a minute
+
+
+async def test_when_every_address_refuses_each_is_named() -> None:
+    async with raw_server(read_request) as server:  # type: ignore[arg-type]
+        port = server.port
+    client = HTTPClient(resolver=resolver_of(
+        {"upstream.test": ["127.0.0.2", "127.0.0.3", "127.0.0.1"]}, []))
+    with pytest.raises(ConnectFailed) as info:
+        await client.request("POST", f"http://upstream.test:{port}/", headers={})
+    assert str(info.value) == ("3 addresses tried: ConnectionRefusedError, "
+                               "ConnectionRefusedError, ConnectionRefusedError")
+
+
+async def test_a_name_with_no_address_is_connect_failed() -> None:
+    client = HTTPClient(resolver=resolver_of({"upstream.test": []}, []))
+    with pytest.raises(ConnectFailed):
+        await client.request("POST", "http://upstream.test:9/", headers={})
+
+
+async def test_the_system_resolver_is_used_by_default() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async with raw_server(handler) as server:
+        client = HTTPClient()
+        assert await body_of(client, f"http://localhost:{server.port}/") == (200, b"ok")
+        await client.aclose()
+
+
+async def test_repeated_response_headers_are_kept_and_a_lookup_gives_the_first() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        answer = (b"HTTP/1.1 200 OK\r\nLink: <a>; rel=x\r\nContent-Length: 0\r\n"
+                  b"Link: <b>; rel=y\r\n\r\n")
+        for i in range(len(answer)):  # a byte at a time: names and values cut across reads
+            writer.write(answer[i:i + 1])
+            await writer.drain()
+
+    async with raw_server(handler) as server:
+        client = HTTPClient()
+        response = await client.request("GET", f"http://127.0.0.1:{server.port}/", headers={})
+        await response.aclose()
+        await client.aclose()
+    assert response.headers["link"] == "<a>; rel=x"
+    assert response.headers.get_all("link") == ["<a>; rel=x", "<b>; rel=y"]

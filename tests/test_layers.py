@@ -18,7 +18,7 @@ LAYERS = [
     ("service",),
     ("providers",),
     ("wire",),
-    ("errors", "settings", "models", "ids", "redact", "__init__"),
+    ("errors", "settings", "models", "proxies", "ids", "redact", "__init__"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -167,7 +167,8 @@ BAD_ENTRIES = [
     # (TOML, words the message must contain besides the file and the entry)
     ('[models."m"]\nbase_url = "http://h/v1"\napi_key = "sk-inline"\n', ["api_key", "allowed"]),
     ('[models."m"]\nbase_url = "http://h/v1"\nurl = "x"\n', ["url", "allowed"]),
-    ('[models."m"]\nprovider = "anthropic"\nbase_url = "http://h/v1"\n', ["anthropic", "openai"]),
+    # An unknown name is the provider registry's to refuse (test_registry.py).
+    ('[models."m"]\nprovider = 3\nbase_url = "http://h/v1"\n', ["provider", "3"]),
     ('[models."m"]\nprovider = "openai"\n', ["base_url"]),
     ('[models."m"]\nprovider = "openai"\nbase_url = ""\n', ["base_url"]),
     ('[models."m"]\nbase_url = "http://h/v1"\nfallbacks = "local"\n', ["fallbacks"]),

@@ -677,7 +677,7 @@ async def test_first_event_after_measures_the_wait_for_the_first_event() -> None
     check_invariants(upstream, sink)
 
 
-# -- run_direct: the read that ends a stream ------------------------------------
+# -- a pushing upstream: the read that ends a stream -----------------------------
 
 
 class _Reads:

@@ -11,7 +11,8 @@ import pytest
 
 from promptcast.settings import PREFIX, Settings, SettingsError
 
-SETTING_FIELDS = [f for f in fields(Settings) if f.name != "models"]
+# `models` and `proxies` come from other variables (test_models.py, and below).
+SETTING_FIELDS = [f for f in fields(Settings) if f.name not in ("models", "proxies")]
 
 
 def test_defaults() -> None:
@@ -86,6 +87,8 @@ def _valid(kind: str, name: str, tmp_path: Path) -> tuple[str, Any]:
         return "true", True
     if name == "cors_origins":
         return "https://app.example", "https://app.example"
+    if name == "upstream_transport":
+        return "httpx", "httpx"
     return "some-value", "some-value"
 
 
@@ -276,3 +279,39 @@ def test_unprefixed_variables_are_ignored() -> None:
 
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
+
+
+# -- the upstream transport and the proxy variables -----------------------------
+
+@pytest.mark.parametrize(("raw", "expected"), [("", "auto"), ("auto", "auto"),
+                                               ("builtin", "builtin"), (" HTTPX ", "httpx")])
+def test_the_upstream_transport_is_read(raw: str, expected: str) -> None:
+    assert Settings.from_env({"PROMPTCAST_UPSTREAM_TRANSPORT": raw}).upstream_transport == expected
+
+
+def test_an_unknown_upstream_transport_names_the_variable_and_the_choices() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"PROMPTCAST_UPSTREAM_TRANSPORT": "curl"})
+    assert str(info.value) == ("PROMPTCAST_UPSTREAM_TRANSPORT must be one of auto, builtin, "
+                               "httpx, not 'curl'")
+
+
+def test_the_proxy_variables_are_read_from_the_mapping_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://from-the-process:1")
+    settings = Settings.from_env({"https_proxy": "http://p.corp:3128", "NO_PROXY": "in.corp"})
+    assert settings.proxies.for_url("https://api.example/v1") == "http://p.corp:3128"
+    assert settings.proxies.for_url("https://x.in.corp/v1") is None
+    assert not Settings.from_env({}).proxies
+
+
+def test_a_bad_proxy_variable_is_a_settings_error_naming_it() -> None:
+    with pytest.raises(SettingsError, match=r"^HTTPS_PROXY: .*socks5://"):
+        Settings.from_env({"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+
+
+def test_proxy_passwords_are_among_the_secrets() -> None:
+    settings = Settings.from_env({"HTTP_PROXY": "http://me:hunter22@p.corp:3128",
+                                  "OPENAI_API_KEY": "sk-abcdefgh12345678"})
+    assert set(settings.secrets()) == {"hunter22", "sk-abcdefgh12345678"}

@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from promptcast.models import ModelTable
+from promptcast.proxies import Proxies
 
 PREFIX = "PROMPTCAST_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# The upstream HTTP transport: httpx through a proxy, the built-in client otherwise.
+UPSTREAM_TRANSPORTS = ("auto", "builtin", "httpx")
+# Fields read from other variables than PROMPTCAST_<FIELD>.
+_NOT_PREFIXED = ("models", "proxies")
 
 
 class SettingsError(ValueError):
@@ -33,6 +38,7 @@ class Settings:
     total_timeout: float = 120.0
     heartbeat_interval: float = 15.0
     connect_timeout: float = 10.0
+    upstream_transport: str = "auto"
 
     max_body_bytes: int = 64 * 1024
     max_prompt_chars: int = 20_000
@@ -65,20 +71,28 @@ class Settings:
     log_level: str = "info"
 
     models: ModelTable = field(default_factory=lambda: ModelTable.build({}), compare=False)
+    # HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY (proxies.py says how they combine).
+    proxies: Proxies = field(default_factory=Proxies, compare=False)
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: Any
     ) -> Settings:
-        """Read `PROMPTCAST_*` from `environ` (default: the process environment); flags win."""
+        """Read `PROMPTCAST_*` and the proxy variables from `environ` (default: the process
+        environment); flags win."""
         env = dict(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "models":
+            if f.name in _NOT_PREFIXED:
                 continue
             raw = env.get(PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, raw, f.type)
+        if "proxies" not in overrides:
+            try:
+                values["proxies"] = Proxies.from_env(env)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings._check()
@@ -87,6 +101,10 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(str(exc)) from exc
         return replace(settings, models=table)
+
+    def secrets(self) -> list[str]:
+        """What error messages are scrubbed of: the models' keys, the proxies' passwords."""
+        return [*self.models.secrets(), *self.proxies.secrets()]
 
     def _check(self) -> None:
         for name in ("first_token_timeout", "idle_timeout", "total_timeout",
@@ -107,6 +125,11 @@ class Settings:
             ("http://", "https://")
         ):
             raise SettingsError(f"{PREFIX}UPSTREAM_URL must be an http:// or https:// URL")
+        if self.upstream_transport not in UPSTREAM_TRANSPORTS:
+            raise SettingsError(
+                f"{PREFIX}UPSTREAM_TRANSPORT must be one of {', '.join(UPSTREAM_TRANSPORTS)}, "
+                f"not {self.upstream_transport!r}"
+            )
         if not 0 < self.port < 65536:
             raise SettingsError(f"{PREFIX}PORT must be from 1 to 65535, not {self.port}")
         if self.log_level.lower() not in LOG_LEVELS:
@@ -194,4 +217,6 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
         raise SettingsError(f"{var} must be one of 1/true/yes or 0/false/no, not {raw!r}")
     if name == "upstream_url":
         return raw.rstrip("/")
+    if name == "upstream_transport":
+        return raw.strip().lower()
     return raw

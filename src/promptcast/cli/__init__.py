@@ -17,6 +17,7 @@ from promptcast import __version__
 from promptcast.cli import models, optimize, serve
 from promptcast.cli.common import settings_from
 from promptcast.errors import PromptcastError
+from promptcast.providers.registry import installed_providers
 from promptcast.settings import SettingsError
 
 COMMANDS = (serve, optimize, models)
@@ -39,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit status (2 for bad settings)."""
     args = build_parser().parse_args(argv)
     try:
-        status: int = args.run(args, settings_from(args))
+        settings = settings_from(args)
+        # Provider packages load now, so a broken one stops every command at once.
+        installed_providers().check(settings)
+        status: int = args.run(args, settings)
         return status
     except SettingsError as exc:
         print(f"promptcast: configuration: {exc}", file=sys.stderr)

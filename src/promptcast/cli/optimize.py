@@ -85,14 +85,14 @@ async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO)
     from promptcast.redact import Redactor
     from promptcast.service.model_service import ModelService
     from promptcast.service.schemas import parse_optimize
-    from promptcast.wire.http_client import HTTPClient
+    from promptcast.wire.choose import choose_transport
 
     request = parse_optimize(
         body, default_model=settings.models.default,
         max_prompt_chars=settings.max_prompt_chars, max_opening_chars=settings.max_opening_chars,
     )
-    client = HTTPClient(connect_timeout=settings.connect_timeout)
-    registry = ProviderRegistry(settings, client, Redactor(settings.models.secrets()))
+    client = choose_transport(settings)
+    registry = ProviderRegistry(settings, client, Redactor(settings.secrets()))
     try:
         service = ModelService(settings.models, registry)
         stream = await service.optimize(request)

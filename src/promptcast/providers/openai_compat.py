@@ -12,8 +12,8 @@ from promptcast.models import ModelSpec
 from promptcast.providers.base import ChatChunk, ChatRequest, relayed
 from promptcast.providers.openai_shape import plain_content, plain_head
 from promptcast.redact import Redactor, safe_url
-from promptcast.wire.http_client import HTTPClient, HTTPClientError, Response
 from promptcast.wire.sse import DONE, Decoder, Event, EventListener, Run, payload
+from promptcast.wire.transport import HTTPClientError, Response, Transport
 
 _ERROR_BODY_LIMIT = 16 * 1024
 
@@ -24,7 +24,7 @@ class OpenAICompatProvider:
     def __init__(
         self,
         spec: ModelSpec,
-        client: HTTPClient,
+        client: Transport,
         *,
         redactor: Redactor,
         max_event_bytes: int,

@@ -17,8 +17,8 @@ from promptcast.redact import safe_url
 from promptcast.relay.relay import Upstream
 from promptcast.service.model_service import ModelService
 from promptcast.service.schemas import OptimizeRequest
-from promptcast.wire.http_client import HTTPClient, HTTPClientError, Response
 from promptcast.wire.sse import Decoder, EventListener
+from promptcast.wire.transport import HTTPClientError, Response, Transport
 
 
 class Source(Protocol):
@@ -47,7 +47,7 @@ class InProcessSource:
 class HttpSource:
     """Another promptcast's (or a look-alike's) `POST /prompt/optimize-prompt`."""
 
-    def __init__(self, client: HTTPClient, base_url: str, *, max_event_bytes: int) -> None:
+    def __init__(self, client: Transport, base_url: str, *, max_event_bytes: int) -> None:
         self._client = client
         self._url = f"{base_url.rstrip('/')}/prompt/optimize-prompt"
         self._where = safe_url(base_url)

@@ -20,7 +20,8 @@ from promptcast.relay.streams.memory import MemoryStore
 from promptcast.relay.streams.redis import RedisStore
 from promptcast.service.model_service import ModelService
 from promptcast.settings import Settings
-from promptcast.wire.http_client import HTTPClient
+from promptcast.wire.choose import choose_transport
+from promptcast.wire.transport import Transport
 
 
 @dataclass(slots=True)
@@ -28,7 +29,7 @@ class Runtime:
     """What the routes share: the lifespan state's `runtime`."""
 
     settings: Settings
-    client: HTTPClient
+    client: Transport
     service: ModelService
     gateway: Source
     local_source: Source
@@ -61,9 +62,9 @@ def _store(settings: Settings) -> StreamStore:
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, drain: Drain, metrics: Metrics
                        ) -> AsyncIterator[Runtime]:
-    """Open the HTTP client, providers, sources and store; close them all at the end."""
-    client = HTTPClient(connect_timeout=settings.connect_timeout)
-    registry = ProviderRegistry(settings, client, Redactor(settings.models.secrets()))
+    """Open the upstream transport, providers, sources and store; close them all at the end."""
+    client = choose_transport(settings)
+    registry = ProviderRegistry(settings, client, Redactor(settings.secrets()))
     service = ModelService(settings.models, registry)
     local: Source = InProcessSource(service)
     gateway: Source = (

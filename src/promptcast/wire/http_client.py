@@ -14,7 +14,9 @@ the reader, or one call of a push listener, per read rather than per chunk.
                  inside the read callback, no task hop
 
 Connections are kept alive and reused per (scheme, host, port) when a
-response was read to its end; one given up part-way is closed.
+response was read to its end; one given up part-way is closed. A new
+connection tries the host's addresses in order until one answers. It speaks
+to upstreams directly: through a proxy, httpx does (`wire/choose.py`).
 """
 
 from __future__ import annotations
@@ -25,12 +27,24 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from promptcast.wire.transport import (
+    BodyIncomplete,
+    ConnectFailed,
+    Headers,
+    HTTPClientError,
+    OnBodies,
+    OnEnd,
+)
+
+__all__ = ["BodyIncomplete", "ConnectFailed", "HTTPClient", "HTTPClientError", "Resolver",
+           "Response"]
 
 log = logging.getLogger("promptcast.http_client")
 
@@ -48,16 +62,13 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class HTTPClientError(Exception):
-    """The connection failed or the peer broke the protocol; the message says which."""
+# The addresses of a host name, in the order to try them (getaddrinfo's, by default).
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
-class ConnectFailed(HTTPClientError):
-    """No connection could be made (refused, unreachable, timed out, TLS failed)."""
-
-
-class BodyIncomplete(HTTPClientError):
-    """The connection ended before the response body did."""
+async def _getaddrinfo(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class _Origin(NamedTuple):
@@ -71,7 +82,7 @@ class _Origin(NamedTuple):
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection; holds at most one response in flight."""
 
-    __slots__ = ("_bodies", "_header_name", "_headers", "_paused", "closed", "loop",
+    __slots__ = ("_bodies", "_headers", "_paused", "closed", "loop",
                  "on_body", "parser", "response", "transport")
 
     def __init__(self) -> None:
@@ -84,8 +95,7 @@ class _Connection(asyncio.Protocol):
         self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.response: Response | None = None
         self.closed = False
-        self._headers: dict[str, str] = {}
-        self._header_name = b""
+        self._headers = Headers()
         self._paused = False
 
     # -- asyncio.Protocol ------------------------------------------------------
@@ -152,13 +162,13 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # A header can arrive in pieces split across reads.
-        if name:
-            self._header_name = name
-            self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        # httptools joins a header split across reads before calling this.
+        key = name.decode("latin-1").lower()
+        headers = self._headers
+        if key in headers:
+            headers.add(key, value.decode("latin-1"))  # a repeat, kept aside
         else:
-            key = self._header_name.decode("latin-1").lower()
-            self._headers[key] += value.decode("latin-1")
+            headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         response = self.response
@@ -207,7 +217,7 @@ class _Connection(asyncio.Protocol):
 
     def start(self, response: Response) -> None:
         self.response = response
-        self._headers = {}
+        self._headers = Headers()
         self._bodies.clear()
         self.parser = httptools.HttpResponseParser(self)
 
@@ -254,7 +264,7 @@ class Response:
     _client: HTTPClient
     _origin: _Origin
     status: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Headers = field(default_factory=Headers)
     headers_done: bool = False
     until_close: bool = False
     complete: bool = False
@@ -264,8 +274,8 @@ class Response:
     buffered: int = 0
     _waiter: asyncio.Future[None] | None = None
     _released: bool = False
-    on_bodies: Callable[[list[bytes]], None] | None = None
-    on_end: Callable[[HTTPClientError | None], None] | None = None
+    on_bodies: OnBodies | None = None
+    on_end: OnEnd | None = None
     on_read: Callable[[], None] | None = None
     _push_paused: bool = False
 
@@ -286,9 +296,7 @@ class Response:
         else:
             self.wake()
 
-    def deliver(self, on_bodies: Callable[[list[bytes]], None],
-                on_end: Callable[[HTTPClientError | None], None],
-                on_read: Callable[[], None]) -> None:
+    def deliver(self, on_bodies: OnBodies, on_end: OnEnd, on_read: Callable[[], None]) -> None:
         """From now on hand each read's body chunks to `on_bodies`, then call `on_end` once.
 
         `on_bodies` gets the chunks of one socket read, in order, in a list it
@@ -398,11 +406,13 @@ class HTTPClient:
     """Opens streamed requests; owns the idle connections kept for reuse."""
 
     def __init__(self, *, connect_timeout: float = 10.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 resolver: Resolver = _getaddrinfo) -> None:
         self._connect_timeout = connect_timeout
         self._ssl = ssl_context
+        self._resolver = resolver
         self._idle: dict[_Origin, list[_Connection]] = {}
-        self._addresses: dict[str, tuple[float, str]] = {}
+        self._addresses: dict[str, tuple[float, list[str]]] = {}
         self._targets: dict[str, tuple[_Origin, str, str]] = {}
 
     def _tls(self) -> ssl.SSLContext:
@@ -420,24 +430,40 @@ class HTTPClient:
         return None
 
     async def _connect(self, origin: _Origin) -> _Connection:
-        """A new connection to `origin`."""
+        """A new connection to `origin`: its addresses tried in order, all within the timeout."""
         loop = asyncio.get_running_loop()
         tls = self._tls() if origin.scheme == "https" else None
+        failed: list[str] = []
         try:
             async with asyncio.timeout(self._connect_timeout):
-                address = await self._resolve(origin)
-                _, conn = await loop.create_connection(
-                    _Connection, address, origin.port, ssl=tls,
-                    server_hostname=origin.host if tls else None,
-                )
+                addresses = await self._resolve(origin)
+                for index, address in enumerate(addresses):
+                    try:
+                        _, conn = await loop.create_connection(
+                            _Connection, address, origin.port, ssl=tls,
+                            server_hostname=origin.host if tls else None,
+                        )
+                    except ssl.SSLError as exc:
+                        # The certificate is the host's, not one address's: no point going on.
+                        raise ConnectFailed(type(exc).__name__) from None
+                    except OSError as exc:
+                        failed.append(type(exc).__name__)
+                        continue
+                    if index:
+                        self._prefer(origin.host, address)
+                    return conn
         except TimeoutError:
-            raise ConnectFailed(f"connecting timed out after {self._connect_timeout:g} s") from None
-        except (OSError, ssl.SSLError) as exc:
+            tried = f" ({', '.join(failed)} before)" if failed else ""
+            raise ConnectFailed(
+                f"connecting timed out after {self._connect_timeout:g} s{tried}") from None
+        except OSError as exc:  # the name did not resolve
             raise ConnectFailed(type(exc).__name__) from None
-        return conn
+        if len(failed) == 1:
+            raise ConnectFailed(failed[0])
+        raise ConnectFailed(f"{len(failed)} addresses tried: {', '.join(failed)}")
 
-    async def _resolve(self, origin: _Origin) -> str:
-        """An address for the host: IP literals as they are, names cached for a minute.
+    async def _resolve(self, origin: _Origin) -> list[str]:
+        """The host's addresses: IP literals as they are, names cached for a minute.
 
         Without the cache every new connection resolves on a worker thread
         (getaddrinfo blocks), costing a thread hop and an allocator arena.
@@ -448,14 +474,20 @@ class HTTPClient:
         if cached is not None and cached[0] > loop.time():
             return cached[1]
         if _is_ip(host):
-            self._addresses[host] = (float("inf"), host)
-            return host
-        infos = await loop.getaddrinfo(host, origin.port, type=socket.SOCK_STREAM)
-        if not infos:
+            self._addresses[host] = (float("inf"), [host])
+            return [host]
+        addresses = await self._resolver(host, origin.port)
+        if not addresses:
             raise OSError(f"no address for {host}")
-        address = str(infos[0][4][0])
-        self._addresses[host] = (loop.time() + _DNS_TTL, address)
-        return address
+        self._addresses[host] = (loop.time() + _DNS_TTL, addresses)
+        return addresses
+
+    def _prefer(self, host: str, address: str) -> None:
+        """Try `address` first from now on: the ones before it did not answer."""
+        cached = self._addresses.get(host)
+        if cached is not None and address in cached[1]:
+            rest = [a for a in cached[1] if a != address]
+            self._addresses[host] = (cached[0], [address, *rest])
 
     def _put_back(self, origin: _Origin, conn: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])
