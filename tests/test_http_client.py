@@ -13,12 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from promptcast.wire.http_client import (
-    _HIGH_WATER,
-    BodyIncomplete,
-    ConnectFailed,
-    HTTPClient,
-)
+from promptcast.wire.http_client import BodyIncomplete, ConnectFailed, HTTPClient
+from promptcast.wire.http_connection import _HIGH_WATER
 
 pytestmark = pytest.mark.anyio
 
