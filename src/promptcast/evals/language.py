@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 
+
 def _vocab(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
