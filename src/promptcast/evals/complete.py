@@ -19,6 +19,7 @@ from typing import Protocol
 
 from promptcast.errors import PromptcastError, StreamTimeout, UpstreamError
 from promptcast.providers.base import ChatRequest, ChunkStream
+from promptcast.settings import Settings
 
 RATE_LIMITED = "upstream_rate_limited"
 
@@ -36,6 +37,17 @@ class CompletionLimits:
     total: float
     max_retries: int = 3
     max_retry_wait: float = 60.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> CompletionLimits:
+        """A single stream's limits, from the settings, for each of a run's completions."""
+        return cls(first_token=s.first_token_timeout, idle=s.idle_timeout, total=s.total_timeout,
+                   max_retry_wait=s.eval_max_retry_wait)
+
+    def longest(self) -> float:
+        """The longest one completion can take, retries and their waits included."""
+        return ((self.max_retries + 1) * (self.total + self.first_token)
+                + self.max_retries * self.max_retry_wait)
 
 
 @dataclass(frozen=True, slots=True)

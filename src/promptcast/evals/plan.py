@@ -15,6 +15,7 @@ from promptcast.errors import InvalidField, PromptcastError
 from promptcast.evals.cases import Case, CaseError, parse_case, parse_vars
 from promptcast.evals.messages import placeholders
 from promptcast.models import ModelTable
+from promptcast.settings import Settings
 
 MAX_PROMPTS = 10
 MAX_NAME_CHARS = 100
@@ -35,6 +36,13 @@ class PlanLimits:
     default_concurrency: int
     max_concurrency: int
     local_queue_size: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> PlanLimits:
+        return cls(max_cells=s.eval_max_cells, max_case_chars=s.eval_max_case_chars,
+                   max_prompt_chars=s.max_prompt_chars, max_opening_chars=s.max_opening_chars,
+                   default_concurrency=s.eval_concurrency, max_concurrency=s.eval_max_concurrency,
+                   local_queue_size=s.local_queue_size)
 
 
 @dataclass(frozen=True, slots=True)

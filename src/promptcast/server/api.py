@@ -32,7 +32,14 @@ from promptcast.ops.logs import (
     request_id_var,
     valid_request_id,
 )
-from promptcast.relay.relay import HEARTBEAT, Outcome, Relay, StreamStats, error_frame
+from promptcast.relay.relay import (
+    HEARTBEAT,
+    Limits,
+    Outcome,
+    Relay,
+    StreamStats,
+    error_frame,
+)
 from promptcast.relay.resumable import (
     RENEW_INTERVAL,
     Position,
@@ -80,12 +87,15 @@ def _new_stream_id() -> str:
 
 def _stream_response(
     request: Request, rt: Runtime, events: EventStream, request_id: str,
-    log_fields: dict[str, Any], *, openai_errors: bool = False,
+    log_fields: dict[str, Any], *, openai_errors: bool = False, limits: Limits | None = None,
 ) -> EventStreamResponse:
-    """Relay `events` straight to this client; its leaving cancels the upstream."""
+    """Relay `events` straight to this client; its leaving cancels the upstream.
+
+    `limits`: other than a single stream's (an evaluation run's, say).
+    """
     stream_id = _new_stream_id()
     scope = request.scope
-    relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors)
+    relay = Relay(events, limits or rt.limits, stream_id, openai_errors=openai_errors)
 
     async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
         rt.metrics.started(log_fields["model"])

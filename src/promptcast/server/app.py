@@ -33,6 +33,7 @@ from promptcast.server.api import (
 from promptcast.server.direct import STREAM_ROUTES
 from promptcast.server.http import error_response
 from promptcast.server.responses import RAW_SEND
+from promptcast.server.routes.eval import eval_run
 from promptcast.server.routes.ops import (
     STATIC,
     healthz,
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/prompt/optimize-prompt", optimize_prompt, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/eval", eval_run, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
