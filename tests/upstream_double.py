@@ -138,6 +138,7 @@ class UpstreamDouble:
         # Answers by request when set (and it returns a Script): deterministic whatever
         # order concurrent requests arrive in. Runs on the double's thread.
         self.responder: Callable[[Seen], Script | None] | None = None
+        self.record = True  # False: keep no request (long runs whose memory is measured)
         self.requests: list[Seen] = []
         self.open_connections = 0
         self.client_closed = 0     # streams the client abandoned before the script ended
@@ -239,7 +240,8 @@ class UpstreamDouble:
         seen = Seen(method, path, headers, body)
         scripted = self.responder(seen) if self.responder is not None and body else None
         with self._cond:
-            self.requests.append(seen)
+            if self.record:
+                self.requests.append(seen)
             if scripted is not None:
                 script = scripted
             else:
