@@ -164,3 +164,18 @@ async def test_a_real_run_on_the_embedded_model_has_the_right_structure(tmp_path
     summary = json.loads(events[-2][1])
     assert [p["name"] for p in summary["prompts"]] == ["short", "kind"]
     assert summary["judge"] == "local" and summary["prompts"][0]["pairwise"] is not None
+
+
+def test_retry_after_reads_seconds_dates_and_backs_off_without_one() -> None:
+    from promptcast.errors import UpstreamError
+    from promptcast.evals.complete import retry_after
+
+    def error(value: str | None) -> UpstreamError:
+        return UpstreamError("429", upstream_status=429,
+                             headers={"Retry-After": value} if value is not None else {})
+
+    assert retry_after(error("7"), 0) == 7.0
+    assert retry_after(error("Wed, 21 Oct 2015 07:28:10 GMT"), 0,
+                       now=1445412480.0) == pytest.approx(10.0)
+    assert [retry_after(error(None), n) for n in range(3)] == [1.0, 2.0, 4.0]
+    assert retry_after(error("soon"), 1) == 2.0

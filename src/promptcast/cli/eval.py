@@ -231,7 +231,8 @@ async def _show(args: argparse.Namespace, body: dict[str, Any], judged: bool,
     if failure is not None or summary is None:
         print(f"promptcast: {failure or 'the run ended without a summary'}", file=sys.stderr)
         return 1
-    Console().print(summary_table(summary))
+    # Not a terminal (a CI log, a file): wide enough that no figure wraps.
+    Console(width=None if sys.stdout.isatty() else 160).print(summary_table(summary))
     if args.json is not None:
         record = {"summary": summary, "prompts": [p["name"] for p in body["prompts"]],
                   "cases": body["cases"], **record}

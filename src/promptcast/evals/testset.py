@@ -92,17 +92,24 @@ def _parse_jsonl(text: str, max_case_chars: int, source: str) -> TestSet:
 
 
 def _line_of(node: yaml.Node, key: str | None) -> int:
-    """The line (from 1) of `key` in a mapping node, else of the node itself."""
+    """The line (from 1) of `key` ("vars.shop", "conversation[2].role") under `node`, or of
+    as much of that path as exists; else of the node itself."""
     if key is not None and isinstance(node, yaml.MappingNode):
         head, _, rest = key.partition(".")
         name, _, index = head.partition("[")
         for key_node, value_node in node.value:
-            if key_node.value == name:
-                if index and isinstance(value_node, yaml.SequenceNode):
-                    position = int(index.rstrip("]"))
-                    if position < len(value_node.value):
-                        return _line_of(value_node.value[position], rest or None)
-                return int(key_node.start_mark.line) + 1
+            if key_node.value != name:
+                continue
+            target: yaml.Node = value_node
+            if index:
+                position = int(index.rstrip("]"))
+                if not isinstance(value_node, yaml.SequenceNode) or position >= len(
+                        value_node.value):
+                    return int(key_node.start_mark.line) + 1
+                target = value_node.value[position]
+            if rest:
+                return _line_of(target, rest)
+            return int((target if index else key_node).start_mark.line) + 1
     return int(node.start_mark.line) + 1
 
 
