@@ -167,8 +167,15 @@ def _regexes(value: Any) -> tuple[re.Pattern[str], ...]:
     return tuple(patterns)
 
 
+def whole(value: Any) -> Any:
+    """`3.0` as `3`: JSON does not tell integers from integral floats, and neither do we."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _expectations(data: Mapping[str, Any]) -> Expectations:
-    max_chars = data.get("max_chars")
+    max_chars = whole(data.get("max_chars"))
     if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int)
                                   or max_chars < 1):
         raise CaseError("`max_chars` must be a positive whole number", "max_chars")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptcast.errors import InvalidField, PromptcastError
-from promptcast.evals.cases import Case, CaseError, parse_case, parse_vars
+from promptcast.evals.cases import Case, CaseError, parse_case, parse_vars, whole
 from promptcast.evals.messages import placeholders
 from promptcast.models import ModelTable
 from promptcast.settings import Settings
@@ -207,7 +207,7 @@ def parse_plan(data: Mapping[str, Any], *, models: ModelTable, limits: PlanLimit
         raise InvalidField(
             f"{pair_count} prompt pairs x {len(cases)} cases is {pair_count * len(cases)} "
             f"comparisons; a run may have at most {limits.max_cells}", field="pairwise")
-    concurrency = data.get("concurrency", limits.default_concurrency)
+    concurrency = whole(data.get("concurrency", limits.default_concurrency))
     if (isinstance(concurrency, bool) or not isinstance(concurrency, int)
             or not 1 <= concurrency <= limits.max_concurrency):
         raise InvalidField(f"`concurrency` must be a whole number from 1 to "
