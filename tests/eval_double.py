@@ -74,6 +74,8 @@ class EvalUpstream:
     storms: dict[tuple[str, str], int] = field(default_factory=dict)
     retry_after: str = "0"
     hang: bool = False         # answers never end (for tests that stop a run)
+    # An answer waits for its gate, if it has one, before its first byte of content.
+    gates: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     judged: int = 0
 
@@ -101,5 +103,6 @@ class EvalUpstream:
             return Script.chat([text], then="hang")
         # Two pieces, so each answer is a real multi-chunk stream.
         half = len(text) // 2
-        return Script.chat([text[:half], text[half:]], gap=self.gap,
-                           first_delay=self.first_delay)
+        gate = self.gates.get(key)
+        return Script.chat([*([gate] if gate is not None else []), text[:half], text[half:]],
+                           gap=self.gap, first_delay=self.first_delay)
