@@ -89,6 +89,7 @@ async def test_a_run_streams_cells_judgements_and_the_exact_summary(
     assert cells[("v1", 1)]["checks"] == [
         {"kind": "not_contains", "pass": False, "reason": "contains 'system prompt'"}]
     assert cells[("v2", 0)]["text"] == "Refund approved [score=9][rank=3]"
+    assert cells[("v2", 0)]["tokens"] == {"prompt": 12, "completion": 2}
     assert cells[("v1", 2)]["checks"] == []
     # Each cell's system prompt had its variables filled; the judge saw the filled one.
     systems = {r.messages()[0]["content"] for r in upstream.requests if r.body}

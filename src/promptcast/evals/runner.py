@@ -218,9 +218,10 @@ class EvalRun:
                 latency_ms=round(result.latency_s * 1000, 1),
                 first_token_ms=(round(result.first_token_s * 1000, 1)
                                 if result.first_token_s is not None else None),
-                usage=({"prompt_tokens": result.prompt_tokens,
-                        "completion_tokens": result.completion_tokens}
-                       if result.prompt_tokens is not None else None),
+                # Not "usage": the relay reads a `"usage":{` in an event as the
+                # stream's own token count, and a cell's is not the run's.
+                tokens=({"prompt": result.prompt_tokens, "completion": result.completion_tokens}
+                        if result.prompt_tokens is not None else None),
                 finish_reason=result.finish_reason, attempts=result.attempts,
             )
             self._tally.cell(prompt.name, error=False, checks=[c.passed for c in checks],
