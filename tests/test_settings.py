@@ -281,7 +281,7 @@ def test_settings_error_is_a_value_error() -> None:
 def test_evaluation_settings_are_checked_against_each_other_and_the_models() -> None:
     with pytest.raises(SettingsError, match="PROMPTCAST_EVAL_JUDGE='nope' is not a configured"):
         Settings.from_env({"PROMPTCAST_EVAL_JUDGE": "nope"})
-    with pytest.raises(SettingsError, match="PROMPTCAST_EVAL_CONCURRENCY .* must not exceed"):
+    with pytest.raises(SettingsError, match=r"PROMPTCAST_EVAL_CONCURRENCY .* must not exceed"):
         Settings.from_env({"PROMPTCAST_EVAL_CONCURRENCY": "40"})
     with pytest.raises(SettingsError, match="PROMPTCAST_EVAL_MAX_CELLS must be a positive"):
         Settings.from_env({"PROMPTCAST_EVAL_MAX_CELLS": "0"})
