@@ -226,3 +226,29 @@ async def test_runs_over_the_cell_and_case_caps_get_a_422(
     got = await post_stream(f"{server.url}/eval", body(cases=[{"message": "x" * 51}]))
     assert got.status == 422 and got.body["error"]["field"] == "cases[0]"
     assert upstream.requests == []
+
+
+async def test_a_run_past_its_time_limit_ends_with_a_timeout_frame_and_no_done(
+    eval_server: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    upstream.responder = EvalUpstream(ANSWERS, hang=True)
+    server = eval_server(eval_timeout=1.5)
+    got = await post_stream(f"{server.url}/eval", body(judge=False))
+    assert got.status == 200
+    assert got.terminal.event == "timeout" and "[DONE]" not in got.data
+    assert json.loads(got.terminal.data)["code"] == "timeout"
+    # The run's streams were all cancelled with it.
+    assert await upstream.until(lambda: upstream.open_connections == 0, 1.0)
+    assert upstream.client_closed == 4
+
+
+async def test_eval_needs_the_api_key_when_keys_are_on(
+    eval_server: Callable[..., RunningServer], upstream: UpstreamDouble
+) -> None:
+    server = eval_server(api_keys="k-123456")
+    got = await post_stream(f"{server.url}/eval", body())
+    assert got.status == 401 and upstream.requests == []
+    upstream.responder = EvalUpstream(ANSWERS)
+    got = await post_stream(f"{server.url}/eval", body(judge=False),
+                            headers={"Authorization": "Bearer k-123456"})
+    assert got.status == 200 and got.terminal.data == "[DONE]"

@@ -35,7 +35,8 @@ async def eval_run(request: Request) -> Response:
     model = ""
     try:
         data = await read_json(request, settings.eval_max_body_bytes)
-        model = str(data.get("model") or settings.models.default)
+        asked = data.get("model")
+        model = asked if isinstance(asked, str) and asked in settings.models else ""
         plan = parse_plan(data, models=settings.models, limits=PlanLimits.from_settings(settings),
                           default_judge_model=settings.eval_judge)
     except PromptcastError as exc:
