@@ -1,8 +1,9 @@
 """A run as an event source: cells answered, checked and judged by a bounded pool of workers.
 
     EvalRun ── __aiter__: `event: cell` / `delta` / `judgement`, one `summary`, `[DONE]`
-      ├── jobs:    a priority queue: pair judgements, then score judgements, then answers
-      │            (judging first lets a case's texts go as soon as possible)
+      ├── jobs:    judgements first (pairs, then scores: judging first lets a case's
+      │            texts go as soon as possible), from a priority queue; else the
+      │            next answer, case by case, made when a worker is free for it
       ├── workers: `concurrency` tasks; each takes a job, streams its completion
       │            (`complete.py`), and puts its events on the way out
       └── out:     a bounded queue to the reader: a slow client slows the workers,
@@ -54,7 +55,7 @@ log = logging.getLogger("promptcast.evals")
 DONE = Event(data="[DONE]")
 # The judge is asked for a short JSON object: a cap keeps a rambling one cheap.
 JUDGE_MAX_TOKENS = 300
-_PAIR, _SCORE, _ANSWER = 0, 1, 2
+_PAIR, _SCORE = 0, 1
 
 
 def _event(kind: str, payload: dict[str, Any]) -> Event:
@@ -92,7 +93,9 @@ class EvalRun:
         self._jobs: asyncio.PriorityQueue[tuple[int, int, Callable[[], Awaitable[None]]]] = (
             asyncio.PriorityQueue())
         self._order = itertools.count()
-        self._pending = 0
+        # Jobs not yet done: every answer, and each judgement once it is queued.
+        self._pending = plan.cells
+        self._next_answer = 0
         # Room for each worker's next event or two: past that, workers wait for the reader.
         self._out: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=2 * plan.concurrency + 2)
         self._workers: list[asyncio.Task[None]] = []
@@ -142,11 +145,9 @@ class EvalRun:
     def _start(self) -> None:
         self._started = time.monotonic()
         plan = self.plan
-        for case_index in range(len(plan.cases)):
-            if plan.pairwise:
-                self._cases[case_index] = _CaseState(waiting=len(plan.prompts))
-            for prompt_index in range(len(plan.prompts)):
-                self._add(_ANSWER, self._answer_job(prompt_index, case_index))
+        if plan.cells == 0:
+            self._out.put_nowait(None)
+            return
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._work(), name=f"eval-worker-{n}")
                          for n in range(plan.concurrency)]
@@ -155,9 +156,26 @@ class EvalRun:
         self._pending += 1
         self._jobs.put_nowait((priority, next(self._order), job))
 
+    def _next_job(self) -> Callable[[], Awaitable[None]] | None:
+        """A queued judgement, else the next answer (made only now: the plan is not copied
+        into a queue of jobs), else None."""
+        if not self._jobs.empty():
+            return self._jobs.get_nowait()[2]
+        if self._next_answer < self.plan.cells:
+            index = self._next_answer
+            self._next_answer += 1
+            prompts = len(self.plan.prompts)
+            case_index, prompt_index = divmod(index, prompts)
+            if self.plan.pairwise and prompt_index == 0:
+                self._cases[case_index] = _CaseState(waiting=prompts)
+            return self._answer_job(prompt_index, case_index)
+        return None
+
     async def _work(self) -> None:
         while True:
-            _, _, job = await self._jobs.get()
+            job = self._next_job()
+            if job is None:
+                _, _, job = await self._jobs.get()
             try:
                 await job()
             except asyncio.CancelledError:
