@@ -15,6 +15,7 @@ LAYERS = [
     ("server",),
     ("ops",),
     ("relay",),
+    ("evals",),  # evaluation runs: on the model service; the server streams them
     ("service",),
     ("providers",),
     ("wire",),

@@ -9,6 +9,7 @@ records what it saw: requests, open connections, and clients that went away.
     double.enqueue(Script.chat(["a", "b"], then="drop"))     # close mid-stream
     double.enqueue(Script.error(429, "slow down", retry_after="7"))
     gate = double.gate(); double.enqueue(Script.chat(["a", gate, "b"]))  # waits for gate.set()
+    double.responder = lambda seen: Script.chat([answer_for(seen.json())])  # by request
 """
 
 from __future__ import annotations
@@ -117,9 +118,15 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages of a chat completions request."""
+        messages: list[dict[str, str]] = self.json()["messages"]
+        return messages
 
 
 class UpstreamDouble:
@@ -128,6 +135,10 @@ class UpstreamDouble:
     def __init__(self) -> None:
         self._scripts: list[Script] = []
         self.default: Script = Script.chat(["Hello", ",", " world", "!"])
+        # Answers by request when set (and it returns a Script): deterministic whatever
+        # order concurrent requests arrive in. Runs on the double's thread.
+        self.responder: Callable[[Seen], Script | None] | None = None
+        self.record = True  # False: keep no request (long runs whose memory is measured)
         self.requests: list[Seen] = []
         self.open_connections = 0
         self.client_closed = 0     # streams the client abandoned before the script ended
@@ -226,9 +237,15 @@ class UpstreamDouble:
                            writer: asyncio.StreamWriter) -> bool:
         method, path, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
         body = await reader.readexactly(int(headers.get("content-length", "0")))
+        seen = Seen(method, path, headers, body)
+        scripted = self.responder(seen) if self.responder is not None and body else None
         with self._cond:
-            self.requests.append(Seen(method, path, headers, body))
-            script = self._scripts.pop(0) if self._scripts else self.default
+            if self.record:
+                self.requests.append(seen)
+            if scripted is not None:
+                script = scripted
+            else:
+                script = self._scripts.pop(0) if self._scripts else self.default
             self._cond.notify_all()
         if path.endswith("/models"):
             payload = json.dumps({"object": "list", "data": [{"id": "scripted"}]}).encode()

@@ -59,7 +59,7 @@ _CORS_EXPOSE = ["X-Stream-Id", "X-Request-ID"]
 
 def is_api_path(path: str) -> bool:
     """Whether `path` is one of the API routes that keys and limits guard."""
-    return path == "/optimize-stream" or path.startswith(_API_PREFIXES)
+    return path in ("/optimize-stream", "/eval") or path.startswith(_API_PREFIXES)
 
 
 def _is_resume(method: str, path: str) -> bool:

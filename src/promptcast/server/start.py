@@ -14,7 +14,7 @@ from typing import Any
 
 from promptcast.errors import InvalidField, PromptcastError
 from promptcast.providers.base import ChatRequest, ChunkStream
-from promptcast.relay.relay import Upstream
+from promptcast.relay.relay import Limits, Upstream
 from promptcast.server.http import check_json_type
 from promptcast.server.runtime import Runtime
 from promptcast.service.schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
@@ -68,6 +68,7 @@ class Start:
     label: str = ""  # the model errors are counted under: as the client named it
     idempotency_key: str | None = None
     body: OptimizeRequest | None = None
+    limits: Limits | None = None  # its own limits (an evaluation's are longer), else the settings'
 
 
 class NotStarted(Exception):

@@ -1,6 +1,7 @@
 // promptcast's page: wires the form, one streaming run at a time, the result
 // panel, the review, the history, language and theme.
 
+import { EvalPanel } from './eval-panel.js';
 import { HistoryStore } from './history.js';
 import { HistoryView } from './history-view.js';
 import { chooseLanguage, LANG_KEY, translate } from './i18n.js';
@@ -72,6 +73,7 @@ function applyLanguage() {
   renderModelNote();
   resultView.relabel();
   historyView.render();
+  evalPanel?.relabel();
 }
 
 // ---- theme -------------------------------------------------------------------
@@ -446,6 +448,10 @@ function reuseResult() {
 const historyStore = new HistoryStore(storage);
 const historyView = new HistoryView(historyStore, i18n, { onRestore: restore });
 
+// ---- evaluation ----------------------------------------------------------------
+
+let evalPanel = null;
+
 // ---- wiring ------------------------------------------------------------------
 
 form.addEventListener('submit', (event) => {
@@ -496,6 +502,10 @@ $('startKeys').textContent = isMac ? '⌘ ↵' : 'Ctrl ↵';
 
 const prefs = formPrefs();
 if (['optimize', 'expand', 'shorten'].includes(prefs.type)) typeSelect.value = prefs.type;
+evalPanel = new EvalPanel(i18n, storage, {
+  current: () => ({ prompt: promptInput.value, result: shown?.text ?? '', opening: openingInput.value || null }),
+  announce,
+});
 applyLanguage();
 resultView.setState('idle');
 loadModels();
