@@ -32,6 +32,7 @@ class ModelService:
         messages = build_messages(
             request.prompt, request.mode,
             opening=request.opening, target_chars=request.target_chars,
+            previous=request.previous, feedback=request.feedback,
         )
         return ChatRequest(model=request.model, messages=messages, request_id=request_id)
 
