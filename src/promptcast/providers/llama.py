@@ -31,9 +31,19 @@ from typing import Any
 from promptcast.errors import Overloaded, PromptcastError, UpstreamError
 from promptcast.models import ModelSpec
 from promptcast.providers.base import ChatChunk, ChatRequest, make_chunk
+from promptcast.providers.repetition import LoopGuard
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger("promptcast.llama")
+
+# A 135M model left alone repeats one sentence until its length cap; a mild
+# penalty on its recent tokens makes that rarer (tuned in bench/local_repetition.py,
+# figures in docs/local-model.md), and the LoopGuard ends the loops that remain.
+SAMPLING: dict[str, float] = {
+    "temperature": 0.7,
+    "top_p": 0.95,
+    "repeat_penalty": 1.15,
+}
 
 
 def default_model_path() -> Path:
@@ -157,6 +167,10 @@ class _LlamaStream:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
 
+        # The caller's own choices win over the tuned defaults.
+        sampling = {name: value for name, value in (
+            ("temperature", request.temperature), ("top_p", request.top_p)) if value is not None}
+
         def work() -> None:
             generated = 0
             try:
@@ -164,18 +178,26 @@ class _LlamaStream:
                     messages=[m.as_dict() for m in request.messages],
                     stream=True,
                     max_tokens=max_tokens,
-                    temperature=0.7 if request.temperature is None else request.temperature,
-                    top_p=0.95 if request.top_p is None else request.top_p,
+                    **{**SAMPLING, **sampling},
                     stop=list(request.stop) or None,
                 )
+                guard = LoopGuard()
                 for piece in pieces:
                     if stop.is_set():
                         break
                     choice = piece["choices"][0]
                     text = choice["delta"].get("content")
+                    finish = choice.get("finish_reason")
                     if text:
                         generated += 1
-                    put("piece", (text, choice.get("finish_reason")))
+                        text = guard.feed(text)
+                        if text is None:
+                            log.info("the embedded model repeated a line; generation stopped")
+                            put("piece", (None, "stop"))
+                            break
+                    if finish:
+                        text = (text or "") + guard.flush()
+                    put("piece", (text, finish))
                 put("usage", (model.n_tokens - generated, generated))
             except Exception as exc:  # surfaced on the loop as an error frame
                 put("error", exc)

@@ -16,7 +16,7 @@ from promptcast.providers.base import Message
 from promptcast.service.language import NAMES, detect_language
 from promptcast.service.placeholders import find_placeholders
 
-__all__ = ["MODE_ALIASES", "Mode", "build_messages", "detect_language"]
+__all__ = ["MODE_ALIASES", "Mode", "build_messages", "detect_language", "echo_stops"]
 
 
 class Mode(enum.StrEnum):
@@ -36,10 +36,10 @@ MODE_ALIASES: dict[str, Mode] = {
 
 
 def _tag(base: str, *texts: str) -> str:
-    """`base`, or `base-2`, `base-3`...: a tag name whose closing tag no text contains,
-    so quoted material can never end its own quote."""
+    """`base`, or `base-2`, `base-3`...: a tag name no text contains, opened or closed,
+    so quoted material can never end its own quote, and a tag in an answer is an echo."""
     name, n = base, 1
-    while any(f"</{name}" in t.lower() for t in texts):
+    while any(f"<{name}" in t.lower() or f"</{name}" in t.lower() for t in texts):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -188,6 +188,23 @@ _WORDING = {
 }
 
 
+def quote_tags(prompt: str, *, opening: str | None = None, previous: str | None = None,
+               feedback: str | None = None) -> dict[str, str]:
+    """The tag names that quote each text: `p`rompt, `o`pening, `r`ewrite, `f`eedback."""
+    texts = (prompt, opening or "", previous or "", feedback or "")
+    return {"p": _tag("prompt", *texts), "o": _tag("opening", *texts),
+            "r": _tag("rewrite", *texts), "f": _tag("feedback", *texts)}
+
+
+def echo_stops(prompt: str, *, opening: str | None = None, previous: str | None = None,
+               feedback: str | None = None) -> tuple[str, ...]:
+    """The tags of the quoted material, as stop strings: a rewrite never contains them,
+    so a model that starts writing one is echoing its input (the small local model does)."""
+    tags = quote_tags(prompt, opening=opening, previous=previous, feedback=feedback)
+    used = ["p"] + (["o"] if opening else []) + (["r", "f"] if previous and feedback else [])
+    return tuple(stop for key in used for stop in (f"<{tags[key]}>", f"</{tags[key]}>"))
+
+
 def build_messages(
     prompt: str,
     mode: Mode,
@@ -202,9 +219,7 @@ def build_messages(
     language = detect_language(prompt)
     wording = _WORDING["zh" if language == "zh" else "en"]
     revising = previous is not None and feedback is not None
-    texts = (prompt, opening or "", previous or "", feedback or "")
-    tags = {"p": _tag("prompt", *texts), "o": _tag("opening", *texts),
-            "r": _tag("rewrite", *texts), "f": _tag("feedback", *texts)}
+    tags = quote_tags(prompt, opening=opening, previous=previous, feedback=feedback)
     parts = [wording.role.format(**tags),
              wording.revise.format(**tags) if revising else wording.tasks[mode]]
     if target_chars is not None and mode in wording.targets:
