@@ -36,7 +36,7 @@ def _weight(key: str) -> int:
 class LoopGuard:
     """Feed it each piece of streamed text; it says what to pass on, and when to stop."""
 
-    def __init__(self, limit: int = 3, min_chars: int = 8) -> None:
+    def __init__(self, limit: int = 3, min_chars: int = 4) -> None:
         self._limit = limit
         self._min_chars = min_chars
         self._seen: dict[str, int] = {}
