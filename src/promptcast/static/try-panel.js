@@ -247,7 +247,7 @@ export class TryPanel {
     const usable = [...this.el.model.options].filter((o) => !o.disabled).map((o) => o.value);
     // By default the bot runs on the model that made the rewrite.
     const rewrite = this.session ? versionOf(this.session, Number(this.el.right.value)) : null;
-    for (const choice of [this.picked.model, rewrite?.model]) {
+    for (const choice of [this.picked.model, rewrite?.model, this.ctx.pageModel(), usable[0]]) {
       if (choice && usable.includes(choice)) {
         this.el.model.value = choice;
         return;

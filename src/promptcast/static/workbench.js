@@ -37,6 +37,7 @@ const ctx = {
   },
   opening: () => ($('openingInput').value.trim() === '' ? null : $('openingInput').value),
   form: () => ({ prompt: $('promptInput').value, type: $('typeSelect').value, opening: ctx.opening() }),
+  pageModel: () => $('modelSelect').value,
 };
 
 const store = new LocalVersionStore(localStore());
