@@ -122,7 +122,15 @@ def _optimize_schema(max_prompt: int, max_opening: int, *, gateway: bool) -> dic
             "target_chars": {"type": "integer", "minimum": 1, "maximum": 100000},
             "stream": {"const": True} if gateway else {"type": "boolean"},
             "resumable": {"type": "boolean"},
+            "previous": {"type": "string", "minLength": 1, "maxLength": max_prompt,
+                         "pattern": NOT_BLANK,
+                         "description": "An earlier rewrite to revise (with `feedback`)"},
+            "feedback": {"type": "string", "minLength": 1, "maxLength": max_opening,
+                         "pattern": NOT_BLANK,
+                         "description": "What to change in `previous` (with `previous`)"},
         },
+        # A revision needs both the rewrite and what to change in it.
+        "dependentRequired": {"previous": ["feedback"], "feedback": ["previous"]},
         # A target length only makes sense when the length is what changes.
         "if": {"required": ["target_chars"]},
         "then": {"required": ["type"], "properties": {"type": {"enum": resizing}}},

@@ -217,10 +217,11 @@ function figuresTick() {
   if (current) resultView.setFigures(current.clock.figures(performance.now()));
 }
 
-async function start() {
+// `revision` ({prompt, previous, feedback}) revises an earlier rewrite: the workbench's Iterate.
+async function start(revision = {}) {
   if (current) return;
   clearFieldErrors();
-  const prompt = promptInput.value;
+  const { prompt = promptInput.value, ...extra } = revision;
   if (prompt.trim() === '') {
     showFieldError(t('form.needPrompt'), 'prompt');
     return;
@@ -231,13 +232,13 @@ async function start() {
     return;
   }
   const opening = openingInput.value.trim() === '' ? null : openingInput.value;
-  const request = { prompt, type: typeSelect.value, model, opening };
+  const request = { prompt, type: typeSelect.value, model, opening, ...extra };
   saveFormPrefs();
 
   const run = { controller: new AbortController(), clock: new RunClock(performance.now()), request, timer: 0, streamId: null };
   current = run;
   shown = { request, text: '', status: 'waiting' };
-  resultView.begin(prompt);
+  resultView.begin(extra.previous ?? prompt); // a revision's changes are against what it revises
   resultView.setState('waiting');
   resultView.setFigures(run.clock.figures(performance.now()));
   setRunning(true);
@@ -353,6 +354,8 @@ function finish(run, outcome) {
   }
 
   setRunning(false);
+  // The workbench keeps complete rewrites as versions.
+  document.dispatchEvent(new CustomEvent('promptcast:finished', { detail: { request: run.request, text: shown.text, status: state, stats: figures } }));
   if (shown.text !== '' || outcome.status === 'done') {
     historyStore.add({
       ...run.request,
@@ -514,6 +517,7 @@ loadModels();
 window.promptcast = {
   start,
   stop,
+  restore,
   get running() {
     return current !== null;
   },

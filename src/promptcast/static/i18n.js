@@ -4,6 +4,7 @@
 // `data-i18n-placeholder`, `data-i18n-aria-label` and `data-i18n-title`.
 
 import { EVAL_MESSAGES } from './eval-i18n.js';
+import * as workbench from './i18n-try.js';
 
 export const LANGUAGES = ['en', 'zh'];
 export const LANG_KEY = 'promptcast.lang';
@@ -266,7 +267,8 @@ const zh = {
   ...EVAL_MESSAGES.zh,
 };
 
-export const MESSAGES = { en, zh };
+// The workbench's text (try, iterate, versions, compare) lives in its own table.
+export const MESSAGES = { en: { ...en, ...workbench.en }, zh: { ...zh, ...workbench.zh } };
 
 /** The interface language for a list of browser languages (navigator.languages). */
 export function detectLanguage(preferred) {
