@@ -16,6 +16,8 @@ LAYERS = [
     ("ops",),
     ("relay",),
     ("service",),
+    # The library's database: beside the streams store, below the service (DESIGN.md).
+    ("storage",),
     ("providers",),
     ("wire",),
     ("errors", "settings", "models", "ids", "redact", "__init__"),
