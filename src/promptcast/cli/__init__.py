@@ -1,4 +1,4 @@
-"""The command line: `promptcast serve | optimize | models`; errors become messages here.
+"""The command line: `promptcast serve | optimize | models | prompts | db`; errors become messages.
 
 Each command is a module of this package with `register(commands)`, which adds
 its parser and sets `run(args, settings) -> exit status`. Add a command there
@@ -14,12 +14,12 @@ from collections.abc import Sequence
 import httpx
 
 from promptcast import __version__
-from promptcast.cli import models, optimize, serve
+from promptcast.cli import db, models, optimize, prompts, serve
 from promptcast.cli.common import settings_from
 from promptcast.errors import PromptcastError
 from promptcast.settings import SettingsError
 
-COMMANDS = (serve, optimize, models)
+COMMANDS = (serve, optimize, models, prompts, db)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,13 +160,17 @@ class Relay:
         "_channel", "_client_gone", "_done", "_events", "_finished", "_id_prefix",
         "_last_event", "_last_write", "_limits", "_loop", "_openai_errors", "_paused",
         "_pending", "_pusher", "_reason", "_refused", "_seq", "_settled", "_start", "_store",
-        "_store_paused", "_stream_id", "_terminal", "_timer", "_unstored", "last_frame", "stats",
+        "_store_paused", "_stream_id", "_tap", "_terminal", "_timer", "_unstored", "last_frame",
+        "stats",
     )
 
     def __init__(self, events: EventStream, limits: Limits, stream_id: str, *,
                  openai_errors: bool = False,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 tap: Callable[[bytes], object] | None = None) -> None:
         self._events = events
+        # Called with the frames written for the reader (the run recorder's), or None.
+        self._tap = tap
         self._openai_errors = openai_errors
         self._limits = limits
         self.stats = StreamStats(stream_id)
@@ -264,8 +268,10 @@ class Relay:
                              else Outcome.ERROR)
             stats.error_code = self._reason.error_code
             self._seq += 1
-            return error_frame(self._reason, f"{self._stream_id}.{self._seq}",
-                               openai_style=self._openai_errors)
+            terminal = error_frame(self._reason, f"{self._stream_id}.{self._seq}",
+                                   openai_style=self._openai_errors)
+        if self._tap is not None and terminal is not None:
+            self._tap(terminal)
         return terminal
 
     def _terminal_of(self, event: sse.Event) -> bytes | None:
@@ -298,6 +304,8 @@ class Relay:
                 await sink.event(self._seq, frame)
             except OSError as exc:
                 raise _ClientGone from exc
+            if self._tap is not None:
+                self._tap(frame)
             self._last_write = self._loop.time()
             stats.chunks += 1
             if '"usage":{' in event.data:
@@ -553,6 +561,8 @@ class Relay:
             self._finished = self._settled = True
             if self._timer is not None:
                 self._timer.cancel()
+            if self._tap is not None and self._pending:
+                self._tap(b"".join(self._pending))  # the last read's, held back by flush()
             events.close()
 
     def _settle(self) -> None:
@@ -674,6 +684,8 @@ class Relay:
         pending = self._pending
         if not pending or self._client_gone or self._settled:
             return
+        if self._tap is not None:
+            self._tap(b"".join(pending))
         if self._store is not None:
             self._to_store(pending)
             return

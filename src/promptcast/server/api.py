@@ -24,7 +24,7 @@ from promptcast.errors import (
     StoreUnavailable,
     StreamTimeout,
 )
-from promptcast.ops.auth import bearer, digests, matching_key
+from promptcast.ops.auth import bearer, matching_key, owners
 from promptcast.ops.logs import (
     STREAM_LOGGED,
     access_log,
@@ -42,6 +42,7 @@ from promptcast.relay.resumable import (
 )
 from promptcast.relay.source import ChunkEvents, EventStream
 from promptcast.relay.streams import Batch
+from promptcast.server import records
 from promptcast.server.direct import (
     DirectChannel,
     Exchange,
@@ -61,6 +62,7 @@ from promptcast.server.responses import (
 from promptcast.server.runtime import Runtime
 from promptcast.service.model_service import collect
 from promptcast.service.schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
+from promptcast.settings import ApiKey
 
 STATIC = Path(__file__).parent.parent / "static"
 T = TypeVar("T")
@@ -80,12 +82,14 @@ def _new_stream_id() -> str:
 
 def _stream_response(
     request: Request, rt: Runtime, events: EventStream, request_id: str,
-    log_fields: dict[str, Any], *, openai_errors: bool = False,
+    log_fields: dict[str, Any], *, openai_errors: bool = False, body: records.Body | None = None,
 ) -> EventStreamResponse:
     """Relay `events` straight to this client; its leaving cancels the upstream."""
     stream_id = _new_stream_id()
     scope = request.scope
-    relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors)
+    capture = records.capture(rt, records.client_of(scope), stream_id, body)
+    relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors,
+                  tap=capture.write if capture else None)
 
     async def produce(sink: ClientSink, disconnected: Disconnected) -> None:
         rt.metrics.started(log_fields["model"])
@@ -97,17 +101,21 @@ def _stream_response(
                 return await first_reason(disconnected, rt.drain.expired())
 
             stats = await relay.run(sink, stopped)
-        _finished(rt, stats, request_id=request_id, path=scope["path"], **log_fields)
+        _finished(rt, stats, request_id=request_id, path=scope["path"], capture=capture,
+                  **log_fields)
         scope[STREAM_LOGGED] = True
 
     return EventStreamResponse(produce, {"X-Stream-Id": stream_id, "X-Request-ID": request_id})
 
 
 def _finished(rt: Runtime, stats: StreamStats, *, model: str, mode: str,
-              request_id: str | None, path: str | None = None) -> None:
-    """One stream ended: its log line and its metrics."""
+              request_id: str | None, path: str | None = None,
+              capture: records.Capture | None = None) -> None:
+    """One stream ended: its log line, its metrics and its run record (queued, never awaited)."""
     log_stream(stats, model=model, mode=mode, request_id=request_id, path=path)
     rt.metrics.finished(stats, model)
+    if capture is not None:
+        capture.finish(stats)
 
 
 def _follow_response(rt: Runtime, position: Position, first: Batch | None,
@@ -210,11 +218,12 @@ async def _start_resumable(request: Request, rt: Runtime, body: OptimizeRequest,
             await rt.store.discard(stream_id)
         raise
     producer_limits = replace(rt.limits, heartbeat_interval=None)
+    capture = records.capture(rt, records.client_of(request.scope), stream_id, body)
     producer = Producer(
-        rt.store, Relay(events, producer_limits, stream_id), stream_id,
-        grace=rt.settings.resume_grace, drain=rt.drain,
+        rt.store, Relay(events, producer_limits, stream_id, tap=capture.write if capture else None),
+        stream_id, grace=rt.settings.resume_grace, drain=rt.drain,
         on_end=partial(_finished, rt, model=body.model, mode=body.mode.value,
-                       request_id=request_id),
+                       request_id=request_id, capture=capture),
     )
     rt.metrics.started(body.model)
     rt.producers[stream_id] = producer
@@ -253,7 +262,7 @@ async def _optimize(request: Request, *, gateway: bool) -> Response:
         rt.metrics.error(body.model if body is not None else "", exc.error_code)
         return error_response(exc, request_id)
     return _stream_response(request, rt, events, request_id,
-                            {"model": body.model, "mode": body.mode.value})
+                            {"model": body.model, "mode": body.mode.value}, body=body)
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -371,7 +380,7 @@ async def chat_completions(request: Request) -> Response:
         return error_response(exc, request_id)
     events = ChunkEvents(stream, include_usage=body.include_usage)
     return _stream_response(request, rt, events, request_id,
-                            {"model": chat.model, "mode": "chat"}, openai_errors=True)
+                            {"model": chat.model, "mode": "chat"}, openai_errors=True, body=chat)
 
 
 _STREAM_STARTS = (optimize_stream, optimize_prompt, chat_completions)
@@ -420,11 +429,12 @@ class FastStreams:
     counts them.
     """
 
-    def __init__(self, rt: Runtime, keys: tuple[str, ...]) -> None:
+    def __init__(self, rt: Runtime, keys: tuple[ApiKey | str, ...]) -> None:
         self._rt = rt
         self.loop = asyncio.get_running_loop()
         self.max_body = rt.settings.max_body_bytes
-        self._keys = digests(keys) if keys else None
+        self._owners = owners(keys)
+        self._keys = list(self._owners) if keys else None
         self._cors = bool(rt.settings.cors_origins)
         self._routes: dict[str, _Route] = {
             "/optimize-stream": self._gateway,
@@ -467,7 +477,7 @@ class FastStreams:
         if not body.stream or body.resumable:
             return None
         return self._serve(exchange, self._rt.gateway.open(body, request_id), request_id,
-                           body.model, body.mode)
+                           body.model, body.mode, body=body)
 
     def _local(self, exchange: Exchange, data: dict[str, Any],
                request_id: str) -> Coroutine[Any, Any, None] | None:
@@ -475,7 +485,7 @@ class FastStreams:
         if not body.stream:
             return None
         return self._serve(exchange, self._rt.local_source.open(body, request_id), request_id,
-                           body.model, body.mode)
+                           body.model, body.mode, body=body)
 
     def _chat(self, exchange: Exchange, data: dict[str, Any],
               request_id: str) -> Coroutine[Any, Any, None] | None:
@@ -490,11 +500,13 @@ class FastStreams:
 
         # Errors are counted under the model as asked for, as the app counts them.
         return self._serve(exchange, opening(), request_id, chat.model, "chat",
-                           openai_errors=True, error_label=str(data.get("model") or ""))
+                           openai_errors=True, error_label=str(data.get("model") or ""),
+                           body=chat)
 
     async def _serve(self, exchange: Exchange, opening: Coroutine[Any, Any, EventStream],
                      request_id: str, model: str, mode: str, *,
-                     openai_errors: bool = False, error_label: str | None = None) -> None:
+                     openai_errors: bool = False, error_label: str | None = None,
+                     body: records.Body | None = None) -> None:
         """`_opened`, `_stream_response` and `RequestIdMiddleware`'s part, on the exchange."""
         rt = self._rt
         # This task's own context: every line logged for the stream names it.
@@ -515,8 +527,9 @@ class FastStreams:
         finally:
             opening.close()  # never started if the client left first
         stream_id = _new_stream_id()
+        capture = records.capture(rt, self._client(exchange), stream_id, body)
         relay = Relay(events, rt.limits, stream_id, openai_errors=openai_errors,
-                      loop=self.loop)
+                      loop=self.loop, tap=capture.write if capture else None)
         exchange.start(200, [(b"x-stream-id", stream_id.encode()),
                              (b"x-request-id", request_id.encode())], _SSE_HEAD)
         rt.metrics.started(model)
@@ -539,7 +552,15 @@ class FastStreams:
                 exchange.abort()
             else:
                 exchange.end()
-        _finished(rt, stats, request_id=request_id, path=exchange.path, model=model, mode=mode)
+        _finished(rt, stats, request_id=request_id, path=exchange.path, model=model, mode=mode,
+                  capture=capture)
+
+    def _client(self, exchange: Exchange) -> str | None:
+        """The client `ApiKeyMiddleware` would have named (only the run recorder asks)."""
+        if self._keys is None or self._rt.library is None:
+            return None
+        matched = matching_key(self._keys, bearer(exchange.headers) or b"")
+        return None if matched is None else f"key:{self._owners[matched]}"
 
 
 class _ExchangeSink:

@@ -33,6 +33,7 @@ from promptcast.server.api import (
 from promptcast.server.direct import STREAM_ROUTES
 from promptcast.server.http import error_response
 from promptcast.server.responses import RAW_SEND
+from promptcast.server.routes import library, testsets
 from promptcast.server.routes.ops import (
     STATIC,
     healthz,
@@ -43,7 +44,7 @@ from promptcast.server.routes.ops import (
     readyz,
 )
 from promptcast.server.runtime import open_runtime
-from promptcast.settings import Settings, read_api_keys
+from promptcast.settings import Settings, read_named_api_keys
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -75,6 +76,35 @@ class PromptcastApp(Starlette):
             scope.pop(RAW_SEND, None)
 
 
+# -- the library (issue 20) ------------------------------------------------------
+LIBRARY_ROUTES = [
+    Route("/api/library", library.library_info, methods=["GET"]),
+    Route("/api/prompts", library.list_prompts, methods=["GET"]),
+    Route("/api/prompts", library.create_prompt, methods=["POST"]),
+    Route("/api/prompts/{id}", library.get_prompt, methods=["GET"]),
+    Route("/api/prompts/{id}", library.patch_prompt, methods=["PATCH"]),
+    Route("/api/prompts/{id}", library.delete_prompt, methods=["DELETE"]),
+    Route("/api/prompts/{id}/versions", library.list_versions, methods=["GET"]),
+    Route("/api/prompts/{id}/versions", library.add_version, methods=["POST"]),
+    Route("/api/prompts/{id}/share", library.share_prompt, methods=["POST"]),
+    Route("/api/prompts/{id}/share", library.unshare_prompt, methods=["DELETE"]),
+    Route("/api/runs", library.list_runs, methods=["GET"]),
+    Route("/api/runs/{id}", library.get_run, methods=["GET"]),
+    Route("/api/export", library.export_library, methods=["GET"]),
+    Route("/api/import", library.import_library, methods=["POST"]),
+    Route("/api/testsets", testsets.list_testsets, methods=["GET"]),
+    Route("/api/testsets", testsets.create_testset, methods=["POST"]),
+    Route("/api/testsets/{id}", testsets.get_testset, methods=["GET"]),
+    Route("/api/testsets/{id}", testsets.patch_testset, methods=["PATCH"]),
+    Route("/api/testsets/{id}", testsets.delete_testset, methods=["DELETE"]),
+    Route("/api/evaluations", testsets.list_evaluations, methods=["GET"]),
+    Route("/api/evaluations", testsets.create_evaluation, methods=["POST"]),
+    Route("/api/evaluations/{id}", testsets.get_evaluation, methods=["GET"]),
+    Route("/api/evaluations/{id}", testsets.delete_evaluation, methods=["DELETE"]),
+    Route("/s/{token}", library.shared_prompt, methods=["GET"]),
+]
+
+
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app; HTTP clients and providers are opened in its lifespan."""
 
@@ -83,7 +113,7 @@ def create_app(settings: Settings) -> Starlette:
         async with open_runtime(settings, app.state.drain, app.state.metrics) as runtime:
             state: dict[str, Any] = {"runtime": runtime}
             if not (settings.rate_limit_per_minute > 0 or settings.max_concurrent_streams > 0):
-                keys = read_api_keys(settings.api_keys) if settings.api_keys else ()
+                keys = read_named_api_keys(settings.api_keys) if settings.api_keys else ()
                 state[STREAM_ROUTES] = FastStreams(runtime, keys)
             yield state
 
@@ -103,6 +133,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        *LIBRARY_ROUTES,
     ]
     app = PromptcastApp(
         routes=routes,
