@@ -301,7 +301,7 @@ class PostgresServer:
             self._run(_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                       "-E", "UTF8", "--locale=C.UTF-8")
         options = (f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                   "-c fsync=off -c full_page_writes=off "
                    "-c max_connections=200")
         self._run(_pg_bin("pg_ctl"), "-D", str(data), "-l", str(self.workdir / "log"),
                   "-o", options, "-w", "-t", "60", "start")

@@ -108,7 +108,11 @@ def _engine(url: str) -> AsyncEngine:
     if dialect_of(url) == "sqlite":
         path = sqlite_file(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(f"the database {shown(url)} cannot be created: "
+                                          f"{exc.strerror} ({path.parent})") from None
         engine = create_async_engine(target, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         _sqlite_transactions(engine)
         return engine
