@@ -1,4 +1,4 @@
-"""The library's HTTP API, on a real SQLite file and a real PostgreSQL database (each test twice)."""
+"""The library's HTTP API, on a real SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
 
