@@ -90,6 +90,7 @@ LIBRARY_ROUTES = [
     Route("/api/prompts/{id}/share", library.unshare_prompt, methods=["DELETE"]),
     Route("/api/runs", library.list_runs, methods=["GET"]),
     Route("/api/runs/{id}", library.get_run, methods=["GET"]),
+    Route("/api/runs/{id}", library.delete_run, methods=["DELETE"]),
     Route("/api/export", library.export_library, methods=["GET"]),
     Route("/api/import", library.import_library, methods=["POST"]),
     Route("/api/testsets", testsets.list_testsets, methods=["GET"]),

@@ -3,6 +3,8 @@
 // Markup names its text with data attributes: `data-i18n` (text content),
 // `data-i18n-placeholder`, `data-i18n-aria-label` and `data-i18n-title`.
 
+import { LIBRARY_EN, LIBRARY_ZH } from './library-i18n.js';
+
 export const LANGUAGES = ['en', 'zh'];
 export const LANG_KEY = 'promptcast.lang';
 
@@ -131,7 +133,8 @@ const en = {
   'history.count': '{n} saved',
   'history.untitled': '(empty prompt)',
 
-  'footer.text': 'Runs and history stay in this browser. Model output is sanitized: it cannot run scripts or load remote content.',
+  'footer.text': 'Runs and history stay in this browser, and in the server’s library when it has one. Model output is sanitized: it cannot run scripts or load remote content.',
+  ...LIBRARY_EN,
 };
 
 const zh = {
@@ -259,7 +262,8 @@ const zh = {
   'history.count': '已保存 {n} 条',
   'history.untitled': '（空提示词）',
 
-  'footer.text': '运行结果和历史记录只保存在本浏览器中。模型输出经过净化，无法执行脚本或加载远程内容。',
+  'footer.text': '运行结果和历史记录保存在本浏览器中；服务器开启提示词库时也保存在库中。模型输出经过净化，无法执行脚本或加载远程内容。',
+  ...LIBRARY_ZH,
 };
 
 export const MESSAGES = { en, zh };

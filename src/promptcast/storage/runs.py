@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, SQLColumnExpression, or_, select
+from sqlalchemy import ColumnElement, Insert, SQLColumnExpression, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from promptcast.errors import NotFound
@@ -136,3 +136,12 @@ class Runs:
         if row is None:
             raise NotFound(f"no run {run_id!r}")
         return run_json(row)
+
+    async def delete(self, owner: str, run_id: str) -> None:
+        """Forget one run."""
+        async with self.db.session() as s:
+            gone = await s.execute(delete(RunRow).where(RunRow.owner == owner,
+                                                        RunRow.id == run_id)
+                                   .returning(RunRow.pk))
+            if gone.first() is None:
+                raise NotFound(f"no run {run_id!r}")

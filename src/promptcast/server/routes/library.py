@@ -181,6 +181,12 @@ async def get_run(request: Request) -> Response:
     return reply(await library_of(request).runs.get(owner(request), _param(request, "id")))
 
 
+async def delete_run(request: Request) -> Response:
+    """DELETE /api/runs/{id}: forget one run (the page's history deletes it here)."""
+    await library_of(request).runs.delete(owner(request), _param(request, "id"))
+    return Response(status_code=204, headers=NO_STORE)
+
+
 # ---------------------------------------------------------------- export, import
 
 
