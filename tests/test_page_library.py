@@ -10,11 +10,18 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from . import test_page as page_fixtures
 from .conftest import RunningServer
-from .test_page import browser, new_page, open_page, page, playwright, raw_text, start  # noqa: F401
+from .test_page import open_page, raw_text, start
 from .upstream_double import Script, UpstreamDouble
 
 pytestmark = pytest.mark.browser
+
+# test_page.py's browser fixtures, used here too.
+playwright = page_fixtures.playwright
+browser = page_fixtures.browser
+new_page = page_fixtures.new_page
+page = page_fixtures.page
 
 KEY = "pc-page-key-0123456789"
 
@@ -32,7 +39,7 @@ def run_once(page: Page, upstream: UpstreamDouble, prompt: str, pieces: list[str
 
 
 def test_saving_a_rewrite_its_versions_the_diff_and_opening_one(
-        page: Page, library: RunningServer, upstream: UpstreamDouble) -> None:  # noqa: F811
+        page: Page, library: RunningServer, upstream: UpstreamDouble) -> None:
     open_page(page, library)
     expect(page.locator("#library")).to_have_attribute("data-state", "on")
     expect(page.locator("#libraryList")).to_contain_text("No saved prompt yet")
@@ -82,7 +89,7 @@ def test_saving_a_rewrite_its_versions_the_diff_and_opening_one(
     expect(page.locator("#promptInput")).to_have_value("你是一个客服助手。")
 
 
-def test_share_and_revoke_from_the_page(new_page: Callable[..., Page],  # noqa: F811
+def test_share_and_revoke_from_the_page(new_page: Callable[..., Page],
                                         library: RunningServer) -> None:
     with httpx.Client(base_url=library.url) as api:
         api.post("/api/prompts", json={"name": "shared bot", "text": "hello <b>world</b>"})
@@ -106,7 +113,7 @@ def test_share_and_revoke_from_the_page(new_page: Callable[..., Page],  # noqa: 
 
 
 def test_the_key_prompt_makes_every_call_of_the_page_work(
-        new_page: Callable[..., Page], serve: Callable[..., RunningServer],  # noqa: F811
+        new_page: Callable[..., Page], serve: Callable[..., RunningServer],
         tmp_path: Path, upstream: UpstreamDouble) -> None:
     server = serve(database_url=f"sqlite:///{tmp_path / 'keys.db'}", api_keys=f"team:{KEY}")
     page = new_page()
@@ -144,7 +151,7 @@ def test_the_key_prompt_makes_every_call_of_the_page_work(
 
 
 def test_the_history_is_a_cache_of_the_servers_runs(
-        page: Page, library: RunningServer, upstream: UpstreamDouble) -> None:  # noqa: F811
+        page: Page, library: RunningServer, upstream: UpstreamDouble) -> None:
     with httpx.Client(base_url=library.url) as api:
         upstream.enqueue(Script.chat(["from ", "elsewhere"]))
         stream = api.post("/optimize-stream", json={"prompt": "made by curl"})
@@ -168,7 +175,7 @@ def test_the_history_is_a_cache_of_the_servers_runs(
         assert api.get(f"/api/runs/{run_id}").status_code == 404
 
 
-def test_without_a_library_the_panel_says_so(page: Page, server: RunningServer,  # noqa: F811
+def test_without_a_library_the_panel_says_so(page: Page, server: RunningServer,
                                              upstream: UpstreamDouble) -> None:
     open_page(page, server)
     expect(page.locator("#library")).to_have_attribute("data-state", "off")

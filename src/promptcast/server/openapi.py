@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from promptcast import __version__
+from promptcast.server import openapi_library
 from promptcast.service.schemas import MAX_TOKENS_LIMIT
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -128,6 +129,7 @@ def document(*, max_prompt_chars: int, max_opening_chars: int) -> dict[str, Any]
     """The OpenAPI document, with this server's limits."""
     schemas = {
         **SCHEMAS,
+        **openapi_library.SCHEMAS,
         "OptimizeStream": _optimize_schema(max_prompt_chars, max_opening_chars, gateway=True),
         "Optimize": _optimize_schema(max_prompt_chars, max_opening_chars, gateway=False),
     }
@@ -197,6 +199,7 @@ def document(*, max_prompt_chars: int, max_opening_chars: int) -> dict[str, Any]
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
                                  "responses": {"200": {"description": "Text format", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}}}},
+            **openapi_library.paths(),
         },
         "components": {"schemas": schemas},
     }
