@@ -19,7 +19,7 @@ from promptcast.relay.relay import Limits, Relay
 from promptcast.settings import Settings, SettingsError, read_named_api_keys
 from promptcast.storage.database import Database
 from promptcast.storage.migrate import MIGRATIONS
-from promptcast.storage.recorder import Recorder, frames_text
+from promptcast.storage.recorder import Recorder, deltas_text, frames_text
 from promptcast.storage.runs import RunRecord, Runs
 from promptcast.storage.tables import Base, now_us
 from promptcast.wire.sse import Event
@@ -121,6 +121,21 @@ def test_frames_become_the_streams_text_and_its_error_message() -> None:
         "", None)
 
 
+def test_the_text_is_every_deltas_content_however_it_is_escaped() -> None:
+    tricky = ['say "hi"', "back\\slash\\", 'end quote"', "\n line\nbreak", "{json: [1]}",
+              '"content":"fake"', "你好", "\u4f60\\", ""]
+    frames = _frames(*tricky)
+    assert deltas_text(frames) == "".join(tricky)
+    # Escapes written by other encoders: \u escapes, escaped slashes.
+    raw = (b'data: {"choices":[{"delta":{"content":"\\u4f60\\/\\"x"}}]}\n\n'
+           b'data: {"choices":[{"delta":{"reasoning_content":"thinking","content":"!"},'
+           b'"logprobs":{"content":[{"token":"a"}]}}]}\n\n')
+    assert deltas_text(raw) == '你/"x!'
+    # An error frame whose message quotes a chunk is not text.
+    error = b'event: error\ndata: {"code":"x","message":"bad \\"content\\":\\"y\\""}\n\n'
+    assert frames_text(_frames("ok", terminal=error)) == ("ok", 'bad "content":"y"')
+
+
 def _record(i: int, owner: str = "local") -> RunRecord:
     return RunRecord(id=f"run{i}", owner=owner, kind="optimize", model="m", mode="optimize",
                      request={"prompt": f"p{i}"}, input=f"p{i}", outcome="done",
@@ -154,6 +169,36 @@ async def test_the_recorder_writes_in_batches_and_drops_past_its_bound(tmp_path:
             await asyncio.sleep(0.01)
         assert len((await runs.search("local")).items) == 6
         writer.cancel()
+    finally:
+        await db.aclose()
+
+
+async def test_a_search_page_looks_at_a_bounded_window_and_the_cursor_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptcast.storage import runs as runs_module
+
+    monkeypatch.setattr(runs_module, "SEARCH_WINDOW", 4)
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    await db.upgrade()
+    try:
+        runs = Runs(db)
+        records = [_record(i) for i in range(11)]
+        for i in (0, 1, 2, 6, 9, 10):
+            records[i].text = f"needle {i}"
+        await runs.insert(records)
+        seen: list[str] = []
+        sizes = []
+        cursor = None
+        for _ in range(20):
+            page = await runs.search("local", q="NEEDLE", limit=2, cursor=cursor)
+            seen += [r["id"] for r in page.items]
+            sizes.append(len(page.items))
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == [f"run{i}" for i in (10, 9, 6, 2, 1, 0)]
+        assert 0 in sizes or len(sizes) > 3  # some pages end at the window, not at `limit`
+        assert [r["id"] for r in (await runs.search("local", q="needle 6")).items] == []
     finally:
         await db.aclose()
 

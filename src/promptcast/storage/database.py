@@ -21,10 +21,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -61,6 +63,17 @@ class Database:
         if orig is not None:
             detail = type(orig).__name__
         return DatabaseUnavailable(f"the database {self.shown} is unavailable ({detail})")
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """`session()` for plain Core statements: one transaction, without the ORM."""
+        try:
+            async with self.engine.begin() as connection:
+                yield connection
+        except IntegrityError:
+            raise
+        except _DOWN as exc:
+            raise self.unavailable(exc) from exc
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -103,6 +116,14 @@ class Database:
         await self.engine.dispose()
 
 
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# JSON columns through orjson: a run record's request is serialized once per row.
+_JSON: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+
+
 def _engine(url: str) -> AsyncEngine:
     target = engine_url(url)
     if dialect_of(url) == "sqlite":
@@ -113,14 +134,15 @@ def _engine(url: str) -> AsyncEngine:
             except OSError as exc:
                 raise DatabaseUnavailable(f"the database {shown(url)} cannot be created: "
                                           f"{exc.strerror} ({path.parent})") from None
-        engine = create_async_engine(target, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+        engine = create_async_engine(target, connect_args={"timeout": SQLITE_BUSY_SECONDS},
+                                     **_JSON)
         _sqlite_transactions(engine)
         return engine
     connect_args: dict[str, Any] = {}
     if target.get_driver_name() == "asyncpg":
         connect_args = {"timeout": CONNECT_TIMEOUT, "command_timeout": 60}
     return create_async_engine(target, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                               pool_timeout=10, connect_args=connect_args)
+                               pool_timeout=10, connect_args=connect_args, **_JSON)
 
 
 def _sqlite_transactions(engine: AsyncEngine) -> None:

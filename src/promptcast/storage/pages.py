@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Select, SQLColumnExpression, and_, or_
@@ -43,9 +43,12 @@ def decode(cursor: str | None) -> tuple[int, int] | None:
     return moment, pk
 
 
-def after(query: Select[Any], moment_col: SQLColumnExpression[int],
-          pk_col: SQLColumnExpression[int],
-          cursor: str | None, limit: int) -> Select[Any]:
+# Any select, whatever its columns.
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
+
+
+def after(query: SelectT, moment_col: SQLColumnExpression[int],
+          pk_col: SQLColumnExpression[int], cursor: str | None, limit: int) -> SelectT:
     """`query`, newest first, from the row after `cursor`, one row more than `limit`."""
     start = decode(cursor)
     if start is not None:

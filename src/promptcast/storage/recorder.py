@@ -3,7 +3,7 @@
     stream ──tap──▶ Capture.write(frames)      the bytes the relay wrote, kept as they are
     stream end ───▶ Capture.finish(stats)      one deque append (or a drop, counted)
                          │
-    writer task ◀────────┘  takes up to BATCH at a time; SSE → text (wire.sse.Decoder)
+    writer task ◀────────┘  waits LINGER for more, takes up to BATCH; frames → text
                             here, off the streams' path; one INSERT per batch
          database down ──▶  the batch waits and is retried (backoff up to 5 s) while
                             new records queue behind it, up to the bound; past the
@@ -32,6 +32,9 @@ from promptcast.wire.sse import Decoder
 log = logging.getLogger("promptcast.recorder")
 
 BATCH = 200
+# After the first record of a batch, wait this long for more: one transaction for many
+# streams, not one each (a transaction costs as much CPU as dozens of rows).
+LINGER = 0.25
 # The frames a capture keeps: enough for RUN_TEXT_CHARS of text (JSON framing is ~4×).
 CAPTURE_BYTES = RUN_TEXT_CHARS * 4
 _RETRY_MAX = 5.0
@@ -114,7 +117,9 @@ class _Finished:
     def record(self) -> RunRecord:
         """SSE frames → the run's text and error message: the writer's work, not the stream's."""
         c = self.capture
-        text, message = frames_text(b"".join(c.parts))
+        data = b"".join(c.parts)
+        text = deltas_text(data)
+        message = error_message(data) if self.error_code else None
         truncated = c.full or len(text) > RUN_TEXT_CHARS
         return RunRecord(
             id=c.run_id, owner=c.owner, kind=c.kind, model=c.model, mode=c.mode,
@@ -128,27 +133,65 @@ class _Finished:
         )
 
 
+_CONTENT = b'"content":"'
+_EVENT = b"\nevent: "
+
+
 def frames_text(data: bytes) -> tuple[str, str | None]:
-    """The text of a stream's chunk events, and its error frame's message if it has one."""
-    parts: list[str] = []
-    message: str | None = None
-    decoder = Decoder()
-    for event in decoder.feed(data):
-        payload = event.data
+    """The text of a stream's chunk frames, and its error frame's message if it has one."""
+    return deltas_text(data), error_message(data)
+
+
+def deltas_text(data: bytes) -> str:
+    """The `"content"` strings of the chunks in `data`, joined: the stream's text.
+
+    Not a JSON parse of each chunk: that costs more CPU than relaying it
+    (docs/benchmarks.md). A chunk's `"content":"` key is found by a bytes search
+    (inside a JSON string it would be escaped, `\\"content\\"`), its string literal
+    cut at the first unescaped quote, and all of them decoded by one JSON parse.
+    """
+    pieces = data.split(_CONTENT)
+    literals: list[bytes] = []
+    for piece in pieces[1:]:
+        end = piece.find(b'"')
+        while end > 0 and _escaped(piece, end):
+            end = piece.find(b'"', end + 1)
+        if end >= 0:
+            literals.append(piece[:end])
+    if not literals:
+        return ""
+    try:
+        texts: list[str] = orjson.loads(b'["' + b'","'.join(literals) + b'"]')
+    except orjson.JSONDecodeError:  # one bad literal: keep the others
+        texts = []
+        for literal in literals:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                texts.append(orjson.loads(b'"' + literal + b'"'))
+    return "".join(texts)
+
+
+def _escaped(piece: bytes, at: int) -> bool:
+    """Whether the quote at `at` is escaped: an odd number of backslashes before it."""
+    n = 0
+    while at - n - 1 >= 0 and piece[at - n - 1] == 0x5C:
+        n += 1
+    return n % 2 == 1
+
+
+def error_message(data: bytes) -> str | None:
+    """The message of the `event: error`/`timeout` frame that ends `data`, if one does."""
+    start = data.rfind(_EVENT)
+    if start < 0:
+        if not data.startswith(b"event: "):
+            return None
+        start = -1
+    for event in Decoder().feed(data[start + 1:]):
         if event.event in ("error", "timeout"):
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
-                body = orjson.loads(payload)
+                body = orjson.loads(event.data)
                 body = body.get("error", body) if isinstance(body, dict) else {}
-                message = str(body.get("message", "")) or None
-            continue
-        if event.event != "message" or payload == "[DONE]" or '"content"' not in payload:
-            continue
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError,
-                                 IndexError, KeyError):
-            content = orjson.loads(payload)["choices"][0]["delta"].get("content")
-            if isinstance(content, str):
-                parts.append(content)
-    return "".join(parts), message
+                return str(body.get("message", "")) or None
+    return None
 
 
 class Recorder:
@@ -199,7 +242,7 @@ class Recorder:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    async def run(self) -> None:
+    async def run(self, linger: float = LINGER) -> None:
         """The writer: forever, until cancelled."""
         loop = asyncio.get_running_loop()
         while True:
@@ -207,6 +250,8 @@ class Recorder:
                 self._wake = loop.create_future()
                 await self._wake
                 self._wake = None
+            if len(self._queue) < self.batch:
+                await asyncio.sleep(linger)
             await self._write_batch()
 
     async def _write_batch(self) -> None:

@@ -7,10 +7,10 @@ retried after a failure, or an import, never duplicates one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, SQLColumnExpression, delete, or_, select
+from sqlalchemy import ColumnElement, Insert, Select, SQLColumnExpression, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from promptcast.errors import NotFound
@@ -20,6 +20,10 @@ from promptcast.storage.database import Database
 from promptcast.storage.tables import PromptRow, RunRow, VersionRow
 
 KINDS = ("optimize", "chat", "try", "eval")
+# A search looks at this many runs per page at most, newest first: a page answers in
+# bounded time however many runs there are (it may hold fewer matches than asked for,
+# with a `next_cursor` to look further back).
+SEARCH_WINDOW = 1_000
 
 
 @dataclass(slots=True)
@@ -48,9 +52,11 @@ class RunRecord:
     extra: dict[str, Any] = field(default_factory=dict)  # not stored: for callers' own use
 
     def row(self) -> dict[str, Any]:
-        values = asdict(self)
-        del values["extra"]
-        return values
+        """The record as a row (not `asdict`, which deep-copies every value)."""
+        return {name: getattr(self, name) for name in _COLUMNS}
+
+
+_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name != "extra")
 
 
 def run_json(row: RunRow) -> dict[str, Any]:
@@ -95,13 +101,15 @@ class Runs:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._insert = insert_new(db.dialect)  # built once: its compiled form is cached
 
     async def insert(self, records: list[RunRecord]) -> None:
         """Store `records` in one transaction; those already stored are skipped."""
         if not records:
             return
-        async with self.db.session() as s:
-            await s.execute(insert_new(self.db.dialect), [r.row() for r in records])
+        rows = [r.row() for r in records]
+        async with self.db.connection() as connection:
+            await connection.execute(self._insert, rows)
 
     async def search(self, owner: str, *, prompt: str | None = None, q: str | None = None,
                    kind: str | None = None, limit: int = f.LIST_LIMIT,
@@ -115,18 +123,37 @@ class Runs:
                 select(VersionRow.run).join(PromptRow, PromptRow.pk == VersionRow.prompt_pk)
                 .where(PromptRow.owner == owner, PromptRow.id == prompt,
                        VersionRow.run.is_not(None))))
-        if q is not None:
-            dialect = self.db.dialect
-            query = query.where(or_(matches(RunRow.text, q, dialect),
-                                    matches(RunRow.input, q, dialect)))
-        query = pages.after(query, RunRow.created_at, RunRow.pk, cursor, limit)
-        async with self.db.session() as s:
-            rows = list((await s.scalars(query)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more else None
+        if q is None:
+            query = pages.after(query, RunRow.created_at, RunRow.pk, cursor, limit)
+            async with self.db.session() as s:
+                rows = list((await s.scalars(query)).all())
+            more = len(rows) > limit
+            rows = rows[:limit]
+            last = (rows[-1].created_at, rows[-1].pk) if more else None
+        else:
+            rows, last = await self._search(query, q, limit, cursor)
         return pages.Page([run_json(r) for r in rows],
-                          pages.encode(last.created_at, last.pk) if last else None)
+                          pages.encode(*last) if last is not None else None)
+
+    async def _search(self, query: Select[RunRow], q: str, limit: int, cursor: str | None
+                      ) -> tuple[list[RunRow], tuple[int, int] | None]:
+        """The matches among the next SEARCH_WINDOW runs, and where the next page starts."""
+        window = pages.after(query.with_only_columns(RunRow.pk), RunRow.created_at, RunRow.pk,
+                             cursor, SEARCH_WINDOW - 1).subquery()
+        dialect = self.db.dialect
+        found = (select(RunRow).join(window, RunRow.pk == window.c.pk)
+                 .where(or_(matches(RunRow.text, q, dialect), matches(RunRow.input, q, dialect)))
+                 .order_by(RunRow.created_at.desc(), RunRow.pk.desc()).limit(limit + 1))
+        edge = pages.after(query.with_only_columns(RunRow.created_at, RunRow.pk),
+                           RunRow.created_at, RunRow.pk, cursor, 0).offset(SEARCH_WINDOW - 1)
+        async with self.db.session() as s:
+            rows = list((await s.scalars(found)).all())
+            end = (await s.execute(edge)).first()
+        if len(rows) > limit:
+            rows = rows[:limit]
+            return rows, (rows[-1].created_at, rows[-1].pk)
+        # Every match of the window is here; the next page looks past the window, if it was full.
+        return rows, None if end is None else (end[0], end[1])
 
     async def get(self, owner: str, run_id: str) -> dict[str, Any]:
         """One run."""

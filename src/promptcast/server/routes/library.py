@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
@@ -47,8 +48,10 @@ def owner(request: Request) -> str:
     return owner_of(client_of(request.scope))
 
 
-def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
+def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """`body` as JSON (orjson: a page of runs is hundreds of kilobytes), never cached."""
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers={**NO_STORE, **(headers or {})})
 
 
 async def body_of(request: Request, limit: int = f.LIBRARY_BODY_BYTES) -> dict[str, Any]:
@@ -57,7 +60,7 @@ async def body_of(request: Request, limit: int = f.LIBRARY_BODY_BYTES) -> dict[s
 
 
 def _with_etag(prompt: dict[str, Any], status: int = 200,
-               location: str | None = None) -> JSONResponse:
+               location: str | None = None) -> Response:
     headers = {"ETag": prompt["etag"]}
     if location:
         headers["Location"] = location
