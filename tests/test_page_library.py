@@ -182,3 +182,30 @@ def test_without_a_library_the_panel_says_so(page: Page, server: RunningServer,
     expect(page.locator("#libraryStatus")).to_contain_text("PROMPTCAST_DATABASE_URL")
     run_once(page, upstream, "no library", ["still ", "works"])
     expect(page.locator("#saveButton")).to_be_hidden()
+
+
+def test_a_template_is_copied_edited_saved_and_used_by_start(
+        page: Page, library: RunningServer, upstream: UpstreamDouble) -> None:
+    open_page(page, library)
+    page.click("#templateBox summary")
+    expect(page.locator("#templatePick")).to_have_value("optimize.en")
+    text = page.locator("#templateText")
+    assert "{prompt}" in text.input_value() and "[user]" in text.input_value()
+    expect(page.locator("#templateName")).to_have_value("optimize.en-mine")
+    # A text without {prompt} is refused, naming the slot.
+    page.fill("#templateText", "House rules.\n[user]\nno slot")
+    page.click("#templateSave")
+    expect(page.locator("#templateError")).to_contain_text("{prompt}")
+    page.fill("#templateText", "House rules: bullets only.\n[user]\nREWRITE: {prompt}")
+    page.fill("#templateName", "house")
+    page.click("#templateSave")
+    expect(page.locator("#templatePick")).to_have_value("house")
+    expect(page.locator("#templateDelete")).to_be_visible()
+    page.select_option("#templateUse", "house")
+    run_once(page, upstream, "be kind", ["bulleted"])
+    assert upstream.requests[-1].json()["messages"] == [
+        {"role": "system", "content": "House rules: bullets only."},
+        {"role": "user", "content": "REWRITE: be kind"}]
+    # Remembered across a reload.
+    page.reload()
+    expect(page.locator("#templateUse")).to_have_value("house")

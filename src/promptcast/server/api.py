@@ -59,6 +59,7 @@ from promptcast.server.responses import (
     first_reason,
     race,
 )
+from promptcast.server.routes import templates
 from promptcast.server.runtime import Runtime
 from promptcast.service.model_service import collect
 from promptcast.service.schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
@@ -244,7 +245,7 @@ async def _optimize(request: Request, *, gateway: bool) -> Response:
     body: OptimizeRequest | None = None
     try:
         data = await read_json(request, rt.settings.max_body_bytes)
-        body = _parse_optimize(rt, data)
+        body = await templates.resolve(rt, request.scope, _parse_optimize(rt, data))
         if not body.stream:
             if gateway:
                 raise InvalidField(
@@ -474,7 +475,7 @@ class FastStreams:
     def _gateway(self, exchange: Exchange, data: dict[str, Any],
                  request_id: str) -> Coroutine[Any, Any, None] | None:
         body = _parse_optimize(self._rt, data)
-        if not body.stream or body.resumable:
+        if not body.stream or body.resumable or body.template:
             return None
         return self._serve(exchange, self._rt.gateway.open(body, request_id), request_id,
                            body.model, body.mode, body=body)
@@ -482,7 +483,7 @@ class FastStreams:
     def _local(self, exchange: Exchange, data: dict[str, Any],
                request_id: str) -> Coroutine[Any, Any, None] | None:
         body = _parse_optimize(self._rt, data)
-        if not body.stream:
+        if not body.stream or body.template:
             return None
         return self._serve(exchange, self._rt.local_source.open(body, request_id), request_id,
                            body.model, body.mode, body=body)

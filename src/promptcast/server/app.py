@@ -33,7 +33,7 @@ from promptcast.server.api import (
 from promptcast.server.direct import STREAM_ROUTES
 from promptcast.server.http import error_response
 from promptcast.server.responses import RAW_SEND
-from promptcast.server.routes import library, testsets
+from promptcast.server.routes import library, templates, testsets
 from promptcast.server.routes.ops import (
     STATIC,
     healthz,
@@ -102,6 +102,11 @@ LIBRARY_ROUTES = [
     Route("/api/evaluations", testsets.create_evaluation, methods=["POST"]),
     Route("/api/evaluations/{id}", testsets.get_evaluation, methods=["GET"]),
     Route("/api/evaluations/{id}", testsets.delete_evaluation, methods=["DELETE"]),
+    Route("/api/templates", templates.list_templates, methods=["GET"]),
+    Route("/api/templates", templates.create_template, methods=["POST"]),
+    Route("/api/templates/{name}", templates.get_template, methods=["GET"]),
+    Route("/api/templates/{name}", templates.patch_template, methods=["PATCH"]),
+    Route("/api/templates/{name}", templates.delete_template, methods=["DELETE"]),
     Route("/s/{token}", library.shared_prompt, methods=["GET"]),
 ]
 

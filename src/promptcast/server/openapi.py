@@ -118,6 +118,9 @@ def _optimize_schema(max_prompt: int, max_opening: int, *, gateway: bool) -> dic
             "target_chars": {"type": "integer", "minimum": 1, "maximum": 100000},
             "stream": {"const": True} if gateway else {"type": "boolean"},
             "resumable": {"type": "boolean"},
+            "template": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$",
+                         "description": "A template's name: a built-in or one of yours "
+                                        "(GET /api/templates)"},
         },
         # A target length only makes sense when the length is what changes.
         "if": {"required": ["target_chars"]},

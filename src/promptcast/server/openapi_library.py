@@ -8,6 +8,7 @@ from promptcast.storage import fields as f
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+_TEMPLATE_NAME = "^[A-Za-z0-9._-]{1,100}$"
 _TEXT = {"description": "Every text is limited; the limits are in GET /api/library."}
 
 
@@ -164,6 +165,28 @@ SCHEMAS: dict[str, Any] = {
                    "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                   "summary": {"type": "object"}, "cells": {"type": "array"}}},
     "EvaluationPage": _page("Evaluation"),
+    "TemplateCreate": {
+        "type": "object", "required": ["name", "language", "text"],
+        "properties": {"name": {"type": "string", "pattern": _TEMPLATE_NAME},
+                       "language": {"type": "string", "pattern": "^[A-Za-z0-9-]{2,16}$"},
+                       "mode": {"type": "string", "enum": _MODES},
+                       "text": {"type": "string", "minLength": 1, "maxLength": f.TEXT_CHARS,
+                                "description": "System message, a line `[user]`, the user "
+                                               "message; needs {prompt}"}},
+    },
+    "TemplatePatch": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"name": {"type": "string", "pattern": _TEMPLATE_NAME},
+                       "language": {"type": "string", "pattern": "^[A-Za-z0-9-]{2,16}$"},
+                       "mode": {"type": "string", "enum": _MODES},
+                       "text": {"type": "string", "minLength": 1, "maxLength": f.TEXT_CHARS}},
+    },
+    "Template": {"type": "object", "required": ["name", "language", "mode", "text", "builtin"],
+                 "properties": {"name": {"type": "string"}, "language": {"type": "string"},
+                                "mode": {"type": "string"}, "text": {"type": "string"},
+                                "builtin": {"type": "boolean"}}},
+    "Templates": {"type": "object", "required": ["items"],
+                  "properties": {"items": {"type": "array", "items": _ref("Template")}}},
 }
 
 
@@ -269,6 +292,32 @@ def paths() -> dict[str, Any]:
         "/api/testsets/{id}": testsets["one"],
         "/api/evaluations": evaluations["list"],
         "/api/evaluations/{id}": evaluations["one"],
+        "/api/templates": {
+            "get": {"summary": "The built-in templates and the caller's own",
+                    "operationId": "listTemplates",
+                    "responses": {"200": _json(_ref("Templates"), "The templates"),
+                                  **_errors(*_COMMON)}},
+            "post": {"summary": "Save a template (its text needs {prompt})",
+                     "operationId": "createTemplate", "requestBody": _body("TemplateCreate"),
+                     "responses": {"201": _json(_ref("Template"), "The new template"),
+                                   **_errors(*_WRITE, 409)}},
+        },
+        "/api/templates/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": _TEMPLATE_NAME}}],
+            "get": {"summary": "One template", "operationId": "getTemplate",
+                    "responses": {"200": _json(_ref("Template"), "The template"),
+                                  **_errors(*_COMMON)}},
+            "patch": {"summary": "Change one of the caller's templates (built-ins: 409)",
+                      "operationId": "patchTemplate", "parameters": [_IF_MATCH],
+                      "requestBody": _body("TemplatePatch"),
+                      "responses": {"200": _json(_ref("Template"), "The changed template"),
+                                    **_errors(*_WRITE, 409, 412)}},
+            "delete": {"summary": "Delete one of the caller's templates (built-ins: 409)",
+                       "operationId": "deleteTemplate",
+                       "responses": {"204": {"description": "Deleted"},
+                                     **_errors(*_COMMON, 409)}},
+        },
         "/s/{token}": {"get": {
             "summary": "A shared prompt, read-only, without a key (HTML, or JSON if asked)",
             "operationId": "sharedPrompt",

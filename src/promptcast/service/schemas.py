@@ -41,6 +41,8 @@ class OptimizeRequest:
     target_chars: int | None = None
     stream: bool = True
     resumable: bool = False
+    template: str | None = None       # a template's name (issue 20)
+    template_text: str | None = None  # its text, once the route has found it
 
     def as_json(self) -> dict[str, Any]:
         """The body to forward to an upstream model service."""
@@ -51,6 +53,8 @@ class OptimizeRequest:
             body["opening"] = self.opening
         if self.target_chars is not None:
             body["target_chars"] = self.target_chars
+        if self.template is not None:
+            body["template"] = self.template
         return body
 
 
@@ -126,7 +130,20 @@ def parse_optimize(
         target_chars=target,
         stream=_bool(data, "stream", True),
         resumable=_bool(data, "resumable", False),
+        template=_template(data),
     )
+
+
+def _template(data: dict[str, Any]) -> str | None:
+    """`template`: a template's name (issue 20), found by the route for the caller."""
+    name = data.get("template")
+    if name is None:
+        return None
+    if (not isinstance(name, str) or not 1 <= len(name) <= 100
+            or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name)):
+        raise InvalidField("`template` must be a template's name: 1 to 100 letters, digits, "
+                           "'.', '-' or '_'", field="template")
+    return name
 
 
 @dataclass(frozen=True, slots=True)

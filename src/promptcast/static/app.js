@@ -235,6 +235,8 @@ async function start() {
   }
   const opening = openingInput.value.trim() === '' ? null : openingInput.value;
   const request = { prompt, type: typeSelect.value, model, opening };
+  const template = library.selectedTemplate();
+  if (template) request.template = template;
   saveFormPrefs();
 
   const run = { controller: new AbortController(), clock: new RunClock(performance.now()), request, timer: 0, streamId: null };

@@ -51,6 +51,17 @@ export const LIBRARY_EN = {
   'lib.key.hint': 'Kept in this tab only (sessionStorage), sent as Authorization: Bearer.',
   'lib.key.save': 'Use this key',
   'lib.key.change': 'API key',
+  'lib.tpl.title': 'Templates (the instructions the model gets)',
+  'lib.tpl.use': 'Start uses',
+  'lib.tpl.default': 'the built-in for the mode and language',
+  'lib.tpl.pick': 'View or edit',
+  'lib.tpl.hint': 'Slots: {prompt} (required), {opening}, {previous}, {feedback}, {target_chars}, and {prompt_tag}… for the quote tags. A line [user] starts the user message; a line starting {?opening} is kept only when there is an opening.',
+  'lib.tpl.text': 'Template text',
+  'lib.tpl.name': 'Save as',
+  'lib.tpl.save': 'Save',
+  'lib.tpl.builtin': '{name} (built-in, read-only)',
+  'lib.tpl.saved': 'Template “{name}” saved.',
+  'lib.tpl.deleted': 'Template “{name}” deleted.',
 };
 
 export const LIBRARY_ZH = {
@@ -104,4 +115,15 @@ export const LIBRARY_ZH = {
   'lib.key.hint': '仅保存在当前标签页（sessionStorage），以 Authorization: Bearer 发送。',
   'lib.key.save': '使用此密钥',
   'lib.key.change': 'API 密钥',
+  'lib.tpl.title': '模板（发给模型的指令）',
+  'lib.tpl.use': '“开始”使用',
+  'lib.tpl.default': '与模式和语言对应的内置模板',
+  'lib.tpl.pick': '查看或编辑',
+  'lib.tpl.hint': '槽位：{prompt}（必需）、{opening}、{previous}、{feedback}、{target_chars}，以及用于引用标签的 {prompt_tag} 等。以 [user] 开头的一行之后是用户消息；以 {?opening} 开头的行仅在有开场白时保留。',
+  'lib.tpl.text': '模板正文',
+  'lib.tpl.name': '另存为',
+  'lib.tpl.save': '保存',
+  'lib.tpl.builtin': '{name}（内置，只读）',
+  'lib.tpl.saved': '模板“{name}”已保存。',
+  'lib.tpl.deleted': '模板“{name}”已删除。',
 };

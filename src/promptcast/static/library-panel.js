@@ -6,6 +6,18 @@ import { LibraryApi, LibraryError, runToHistoryEntry, versionLabel } from './lib
 import { renderDiff } from './render.js';
 
 const $ = (id) => document.getElementById(id);
+const TEMPLATE_KEY = 'promptcast.template';
+
+function pref(key, value) {
+  try {
+    if (value === undefined) return window.localStorage.getItem(key);
+    if (value) window.localStorage.setItem(key, value);
+    else window.localStorage.removeItem(key);
+  } catch {
+    // storage disabled: not remembered
+  }
+  return null;
+}
 
 function firstLine(text, max = 60) {
   const line = String(text ?? '').trim().split('\n')[0].replace(/\s+/g, ' ');
@@ -77,7 +89,15 @@ export class LibraryPanel {
       keyInput: $('keyInput'),
       keyNote: $('keyNote'),
       keyButton: $('keyButton'),
+      templateUse: $('templateUse'),
+      templatePick: $('templatePick'),
+      templateText: $('templateText'),
+      templateName: $('templateName'),
+      templateSave: $('templateSave'),
+      templateDelete: $('templateDelete'),
+      templateError: $('templateError'),
     };
+    this.templates = [];
     this._wire();
   }
 
@@ -121,6 +141,10 @@ export class LibraryPanel {
     $('keyCancel').addEventListener('click', () => this._keyDone(null));
     e.keyDialog.addEventListener('cancel', () => this._keyDone(null));
     e.keyButton.addEventListener('click', () => this.askKey(0));
+    e.templatePick.addEventListener('change', () => this.showTemplate());
+    e.templateUse.addEventListener('change', () => pref(TEMPLATE_KEY, e.templateUse.value));
+    e.templateSave.addEventListener('click', () => this.saveTemplate());
+    e.templateDelete.addEventListener('click', () => this.deleteTemplate());
   }
 
   // ---- the key ---------------------------------------------------------------
@@ -160,6 +184,7 @@ export class LibraryPanel {
     if (this.enabled) {
       this.renderList();
       this.renderDetail();
+      if (this.templates.length) this.renderTemplates();
     }
   }
 
@@ -180,7 +205,7 @@ export class LibraryPanel {
     this.el.panel.dataset.state = 'on';
     this._status('');
     this._saveEnabled();
-    await Promise.all([this.refresh(), this.syncHistory()]);
+    await Promise.all([this.refresh(), this.syncHistory(), this.loadTemplates()]);
   }
 
   _status(text, kind = 'info') {
@@ -450,6 +475,75 @@ export class LibraryPanel {
       await Promise.all([this.refresh(), this.syncHistory()]);
     } catch (err) {
       this._status(this.t('lib.importFailed', { message: err.field ? `${err.field}: ${err.message}` : err.message }), 'error');
+    }
+  }
+
+  // ---- templates ----------------------------------------------------------------
+
+  /** The template Start sends (`"template"`), or null for the code's own. */
+  selectedTemplate() {
+    return (this.enabled && this.el.templateUse.value) || null;
+  }
+
+  async loadTemplates(pick = null) {
+    try {
+      this.templates = await this.api.templates();
+    } catch (err) {
+      this._fail(err);
+      return;
+    }
+    this.renderTemplates(pick);
+  }
+
+  renderTemplates(pick = null) {
+    const e = this.el;
+    const label = (tpl) => (tpl.builtin ? this.t('lib.tpl.builtin', { name: tpl.name }) : tpl.name);
+    const wanted = pref(TEMPLATE_KEY);
+    e.templateUse.replaceChildren(
+      el('option', { value: '', text: this.t('lib.tpl.default') }),
+      ...this.templates.map((tpl) => el('option', { value: tpl.name, text: label(tpl), selected: tpl.name === wanted })),
+    );
+    const current = pick ?? e.templatePick.value;
+    e.templatePick.replaceChildren(...this.templates.map((tpl) => el('option', { value: tpl.name, text: label(tpl), selected: tpl.name === current })));
+    this.showTemplate();
+  }
+
+  showTemplate() {
+    const e = this.el;
+    const tpl = this.templates.find((x) => x.name === e.templatePick.value);
+    if (!tpl) return;
+    e.templateText.value = tpl.text;
+    e.templateName.value = tpl.builtin ? `${tpl.name}-mine` : tpl.name;
+    e.templateDelete.hidden = tpl.builtin;
+    e.templateError.hidden = true;
+  }
+
+  async saveTemplate() {
+    const e = this.el;
+    const base = this.templates.find((x) => x.name === e.templatePick.value);
+    const name = e.templateName.value.trim();
+    const own = this.templates.find((x) => x.name === name && !x.builtin);
+    const body = { text: e.templateText.value, language: base?.language ?? 'en', mode: base?.mode ?? 'optimize' };
+    try {
+      if (own) await this.api.saveTemplate(name, { text: body.text }, { etag: own.etag });
+      else await this.api.saveTemplate(name, body, { create: true });
+      await this.loadTemplates(name);
+      this.page.announce(this.t('lib.tpl.saved', { name }));
+    } catch (err) {
+      e.templateError.textContent = err.field ? `${err.field}: ${err.message}` : err.message;
+      e.templateError.hidden = false;
+    }
+  }
+
+  async deleteTemplate() {
+    const name = this.el.templatePick.value;
+    try {
+      await this.api.deleteTemplate(name);
+      if (pref(TEMPLATE_KEY) === name) pref(TEMPLATE_KEY, '');
+      await this.loadTemplates();
+      this.page.announce(this.t('lib.tpl.deleted', { name }));
+    } catch (err) {
+      this._fail(err);
     }
   }
 

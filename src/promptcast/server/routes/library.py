@@ -210,7 +210,9 @@ async def import_library(request: Request) -> Response:
     except PayloadTooLarge:
         raise InvalidField(f"the document is larger than the {limit}-byte import limit "
                            "(PROMPTCAST_IMPORT_MAX_BYTES)", field="body") from None
-    counts = await library.import_document(owner(request), document)
+    from promptcast.server.routes.templates import import_check  # it imports this module
+
+    counts = await library.import_document(owner(request), document, import_check())
     return reply(counts.as_json())
 
 
