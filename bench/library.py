@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -169,6 +170,67 @@ def measure_streams(args: argparse.Namespace, pg_url: str | None) -> list[dict[s
     return rows
 
 
+# ---------------------------------------------------------------- part 1b: the recorder alone
+
+_CHUNK = json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                     "created": 1700000000, "model": "bench", "choices": [
+                         {"index": 0, "delta": {"content": "token"}, "finish_reason": None}]},
+                    separators=(",", ":")).encode()
+
+
+class _Stats:
+    outcome = "done"
+    error_code = None
+    chunks = 50
+    prompt_tokens = 12
+    completion_tokens = 50
+    first_event_after = 0.01
+    duration = 1.0
+
+
+async def _recorder_cpu(url: str, streams: int) -> float:
+    """CPU µs per record: 50 taps (one a read), finish, parse and write, all in this process."""
+    from promptcast.storage.database import Database
+    from promptcast.storage.library import Library
+
+    db = Database(url)
+    await db.upgrade()
+    library = Library(db, record_queue=streams + 1)
+    recorder = library.recorder
+    assert recorder is not None
+    writer = asyncio.get_running_loop().create_task(recorder.run())
+    frames = [b"id: abcdefghijkl.%d\ndata: %s\n\n" % (i, _CHUNK) for i in range(50)]
+    request = {"prompt": "你是一个客服助手。" * 10, "type": "optimize", "model": "bench"}
+    start = time.process_time()
+    for i in range(streams):
+        capture = recorder.capture(f"s{i}", owner="local", kind="optimize", model="bench",
+                                   mode="optimize", request=request, input=request["prompt"])
+        for frame in frames:
+            capture.write(frame)
+        capture.write(b"id: abcdefghijkl.51\ndata: [DONE]\n\n")
+        capture.finish(_Stats())
+        if i % 100 == 99:
+            await asyncio.sleep(0)  # streams end over time, not all in one loop turn
+    writer.cancel()  # a batch it had taken goes back to the queue
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    await recorder.flush(120)
+    cpu = time.process_time() - start
+    assert recorder.written == streams, recorder.written
+    await db.aclose()
+    return cpu / streams * 1e6
+
+
+def measure_recorder(pg_url: str | None, quick: bool) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="promptcast-bench-rec-"))
+    streams = 500 if quick else 3000
+    out = {"sqlite": round(asyncio.run(_recorder_cpu(f"sqlite:///{tmp / 'r.db'}", streams)), 1)}
+    if pg_url:
+        out["postgresql"] = round(asyncio.run(_recorder_cpu(pg_url, streams)), 1)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 # ---------------------------------------------------------------- part 2: listing and search
 
 _ZH = "您好，请问有什么可以帮您？关于退款、物流延迟和发票的问题，我们会在二十四小时内处理。"
@@ -253,7 +315,8 @@ def measure_listing(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def table(rows: list[dict[str, Any]], listing: dict[str, Any]) -> str:
+def table(rows: list[dict[str, Any]], listing: dict[str, Any],
+          recorder: dict[str, float]) -> str:
     off = next((r for r in rows if r["target"] == "library-off"), None)
     nginx = next((r for r in rows if r["target"] == "nginx"), None)
     lines = ["| target | CPU µs/chunk (runs) | vs off | vs nginx | errors | records |",
@@ -272,6 +335,10 @@ def table(rows: list[dict[str, Any]], listing: dict[str, Any]) -> str:
                    else "–")
         lines.append(f"| {r['target']} | {cpu:g} ({runs}) | {vs_off} | {vs_nginx} | "
                      f"{r['errors']} | {records} |")
+    lines += ["", "The recorder alone, in one process (a stream of 50 chunks: 51 taps, its end, "
+              "its text found and its row written in a batch):", ""]
+    lines += [f"- {db}: {us:g} µs of CPU a run record, {us / 50:.2f} µs a chunk"
+              for db, us in recorder.items()]
     lines += ["", f"Listing and searching {listing['runs']:,} runs on SQLite (GET /api/runs, "
               "one request at a time, over HTTP):", "",
               "| request | p50 ms | p95 ms | max ms |", "|---|---|---|---|"]
@@ -285,22 +352,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the stream load")
     parser.add_argument("--no-postgresql", action="store_true")
+    parser.add_argument("--recorder-only", action="store_true",
+                        help="skip the stream load (parts 1b and 2 only)")
     args = parser.parse_args(argv)
     pg = None if args.no_postgresql else Postgres()
     try:
         pg_url = pg.start() if pg else None
-        rows = measure_streams(args, pg_url)
+        recorder = measure_recorder(pg_url, args.quick)
+        rows = [] if args.recorder_only else measure_streams(args, pg_url)
     finally:
         if pg is not None:
             pg.stop()
     listing = measure_listing(args)
     report = {"timestamp": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "streams": rows,
-              "listing": listing}
+              "recorder_us_per_record": recorder, "listing": listing}
     out = RESULTS / ("tmp" if args.quick else "") / "library.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print()
-    print(table(rows, listing))
+    print(table(rows, listing, recorder))
     print(f"\nwrote {out}")
     return 0
 
