@@ -12,7 +12,7 @@
     ├── ModelNotFound                    404 model_not_found   (lists the models)
     ├── ModelUnavailable                 422 model_unavailable (names the variable to set)
     ├── NotFound                         404 not_found
-    │   └── LibraryOff                   404 library_off       (no database configured)
+    ├── LibraryOff                       404 library_off       (a NotFound: no database configured)
     ├── Conflict                         409 conflict          (a name already taken)
     ├── PreconditionFailed               412 precondition_failed (a stale If-Match)
     ├── Overloaded                       503 overloaded
