@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     listing = measure_listing(args)
     report = {"timestamp": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "streams": rows,
               "recorder_us_per_record": recorder, "listing": listing}
-    out = RESULTS / ("tmp" if args.quick else "") / "library.json"
+    out = RESULTS / ("tmp" if args.quick or args.recorder_only else "") / "library.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print()
