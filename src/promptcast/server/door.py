@@ -117,8 +117,8 @@ class ExchangeConnection:
         self._request_id = request_id
         self._started = time.perf_counter()
 
-    async def opened(self, opening: Awaitable[T], limit: float) -> T:
-        return await opened_on(self._exchange, opening, limit, self.loop)
+    def opened(self, opening: Awaitable[T], limit: float) -> Coroutine[Any, Any, T]:
+        return opened_on(self._exchange, opening, limit, self.loop)
 
     async def refuse(self, exc: PromptcastError) -> None:
         response = error_response(exc, self._request_id)

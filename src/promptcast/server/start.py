@@ -44,7 +44,7 @@ class Kind(enum.Enum):
     ONCE = "once"  # one JSON answer (`"stream": false`)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Head:
     """What a start needs of the request's head."""
 
@@ -54,7 +54,7 @@ class Head:
     client: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Start:
     """A stream start, understood: what to open, and how to name it in logs and metrics."""
 
@@ -128,8 +128,12 @@ def _optimize(route: Route, body: OptimizeRequest, head: Head, rt: Runtime,
     key = _idempotency_key(head.idempotency_key) if gateway and head.idempotency_key else None
     source = rt.gateway if gateway else rt.local_source
 
-    async def opening() -> Upstream:
+    async def with_template() -> Upstream:
         return await source.open(await resolved(), request_id)
+
+    def opening() -> Coroutine[Any, Any, Upstream]:
+        # Without a template, no coroutine of ours around the source's: once a stream.
+        return with_template() if body.template else source.open(body, request_id)
 
     kind = Kind.RESUMABLE if gateway and (body.resumable or key) else Kind.STREAM
     return Start(kind, body.model, body.mode, request_id, opening, label=body.model,
