@@ -52,6 +52,11 @@ _STOPWORDS: dict[str, frozenset[str]] = {
                     "del alla"),
 }
 _FRENCH_ELISIONS = frozenset({"l", "d", "qu", "j", "n", "s", "c", "m", "t"})
+# Each stopword → the languages it belongs to: one lookup a word.
+_CODES_OF: dict[str, tuple[str, ...]] = {}
+for _code, _stopwords in _STOPWORDS.items():
+    for _word in _stopwords:
+        _CODES_OF[_word] = (*_CODES_OF.get(_word, ()), _code)
 _WORD = re.compile(r"[a-zà-öø-ÿ]+(?:'[a-zà-öø-ÿ]+)?")
 
 NAMES = {
@@ -67,6 +72,8 @@ def detect_language(text: str) -> str:
     prose = _CODE.sub(" ", text)
     if not prose.strip():
         prose = text
+    if prose.isascii():  # English and its kin: no other script to count (most prompts)
+        return _latin(prose) if _SCRIPTS["latin"].search(prose) else ""
     counts = {name: len(pattern.findall(prose)) for name, pattern in _SCRIPTS.items()}
     weighted = {name: n * _WEIGHT.get(name, 1) for name, n in counts.items()}
     # Kana and Han together are Japanese: judge them as one script first.
@@ -100,13 +107,12 @@ def _latin(text: str) -> str:
     words = _WORD.findall(text.lower().replace("’", "'"))
     scores = {code: 0 for code in _STOPWORDS}
     for word in words:
-        head, elided, _ = word.partition("'")
-        if elided and head in _FRENCH_ELISIONS:  # "l'assistant", "d'une", "qu'il"
-            scores["fr"] += 1
-            continue
-        for code, stopwords in _STOPWORDS.items():
-            if word in stopwords:
+        codes = _CODES_OF.get(word)
+        if codes is not None:
+            for code in codes:
                 scores[code] += 1
+        elif "'" in word and word.partition("'")[0] in _FRENCH_ELISIONS:
+            scores["fr"] += 1  # "l'assistant", "d'une", "qu'il"
     ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
     (best, first), (_, second) = ranked[0], ranked[1]
     # Named only with a clear lead: a wrong name is worse than none.

@@ -39,8 +39,12 @@ MODE_ALIASES: dict[str, Mode] = {
 def _tag(base: str, *texts: str) -> str:
     """`base`, or `base-2`, `base-3`...: a tag name no text contains, opened or closed,
     so quoted material can never end its own quote, and a tag in an answer is an echo."""
+    return _free_tag(base, [t.lower() for t in texts if t])
+
+
+def _free_tag(base: str, lowered: list[str]) -> str:
     name, n = base, 1
-    while any(f"<{name}" in t.lower() or f"</{name}" in t.lower() for t in texts):
+    while any(f"<{name}" in t or f"</{name}" in t for t in lowered):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -192,9 +196,9 @@ _WORDING = {
 def quote_tags(prompt: str, *, opening: str | None = None, previous: str | None = None,
                feedback: str | None = None) -> dict[str, str]:
     """The tag names that quote each text: `p`rompt, `o`pening, `r`ewrite, `f`eedback."""
-    texts = (prompt, opening or "", previous or "", feedback or "")
-    return {"p": _tag("prompt", *texts), "o": _tag("opening", *texts),
-            "r": _tag("rewrite", *texts), "f": _tag("feedback", *texts)}
+    lowered = [t.lower() for t in (prompt, opening, previous, feedback) if t]
+    return {"p": _free_tag("prompt", lowered), "o": _free_tag("opening", lowered),
+            "r": _free_tag("rewrite", lowered), "f": _free_tag("feedback", lowered)}
 
 
 def echo_stops(prompt: str, *, opening: str | None = None, previous: str | None = None,
@@ -208,13 +212,17 @@ def echo_stops(prompt: str, *, opening: str | None = None, previous: str | None 
 
 def wording_of(prompt: str) -> str:
     """The language the instructions are worded in for `prompt`: `zh` for Chinese, else `en`."""
-    return "zh" if detect_language(prompt) == "zh" else "en"
+    return _wording(detect_language(prompt))
 
 
-def language_rule(prompt: str, wording: str, *, revising: bool) -> str:
-    """The rule line that keeps the result in `prompt`'s language, worded in `wording`."""
+def _wording(language: str) -> str:
+    return "zh" if language == "zh" else "en"
+
+
+def language_rule(language: str, wording: str, *, revising: bool) -> str:
+    """The rule line that keeps the result in `language` (a prompt's, `detect_language`'s
+    code, "" when unsure), worded in `wording`."""
     words = _WORDING[wording]
-    language = detect_language(prompt)
     if language in NAMES:
         rule = words.language["named"].format(name=NAMES[language])
     else:
@@ -239,7 +247,8 @@ def build_messages(
 ) -> tuple[Message, ...]:
     """The system and user messages that ask the model to rewrite `prompt` in `mode`,
     or, given `previous` and `feedback`, to revise the earlier rewrite `previous`."""
-    wording = wording_of(prompt)
+    language = detect_language(prompt)
+    wording = _wording(language)
     words = _WORDING[wording]
     revising = previous is not None and feedback is not None
     tags = quote_tags(prompt, opening=opening, previous=previous, feedback=feedback)
@@ -251,7 +260,7 @@ def build_messages(
         parts.append(words.opening.format(**tags))
     parts.append(words.rules.format(
         slots=placeholder_note(prompt, wording),
-        language=language_rule(prompt, wording, revising=revising), **tags,
+        language=language_rule(language, wording, revising=revising), **tags,
     ))
     user = f"<{tags['p']}>\n{prompt}\n</{tags['p']}>"
     if revising:

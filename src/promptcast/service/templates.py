@@ -32,6 +32,7 @@ from functools import cache
 
 from promptcast.errors import InvalidField
 from promptcast.providers.base import Message
+from promptcast.service.language import detect_language
 from promptcast.service.prompts import (
     Mode,
     build_messages,
@@ -73,7 +74,8 @@ class Values:
             "target_chars": "" if self.target_chars is None else str(self.target_chars),
             "prompt_tag": tags["p"], "opening_tag": tags["o"],
             "previous_tag": tags["r"], "feedback_tag": tags["f"],
-            "language_rule": language_rule(self.prompt, wording, revising=revising),
+            "language_rule": language_rule(detect_language(self.prompt), wording,
+                                           revising=revising),
             "placeholder_note": placeholder_note(self.prompt, wording),
         }
 
@@ -167,7 +169,8 @@ def _messages(mode: Mode, language: str, *, opening: bool, target: bool,
         target_chars=_TARGET_MARKER if target else None,
         previous=marks["previous"] if revise else None,
         feedback=marks["feedback"] if revise else None)
-    computed = {language_rule(marks["prompt"], language, revising=revise): "{language_rule}",
+    computed = {language_rule(detect_language(marks["prompt"]), language, revising=revise):
+                "{language_rule}",
                 placeholder_note(marks["prompt"], language): "{placeholder_note}"}
     texts = []
     for text in (system.content, user.content):
