@@ -12,7 +12,7 @@ All three are plain ASGI (not `BaseHTTPMiddleware`, which hides disconnects):
 they read the request's scope, answer errors themselves, and otherwise call the
 app with `send` untouched, so a stream's chunks cost nothing here.
 
-The API routes are `/optimize-stream*`, `/prod-api/*`, `/prompt/*` and `/v1/*`;
+The API routes are `/optimize-stream*`, `/prod-api/*`, `/prompt/*`, `/v1/*` and `/mcp`;
 `/`, `/static/*`, `/healthz`, `/readyz` and `/metrics` stay open. With keys
 configured, an API request needs `Authorization: Bearer <key>`: none is a 401
 with `WWW-Authenticate: Bearer`, a key we do not know a 403. The presented key
@@ -49,7 +49,8 @@ from promptcast.ops.ratelimit import (
 )
 from promptcast.settings import Settings, cors_origin_list, read_api_keys
 
-_API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/")
+_API_PATHS = ("/optimize-stream", "/mcp")
+_API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/", "/mcp/")
 _RESUME_PREFIXES = ("/optimize-stream/", "/prod-api/optimize-stream/")
 _CORS_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
 _CORS_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key",
@@ -59,7 +60,7 @@ _CORS_EXPOSE = ["X-Stream-Id", "X-Request-ID"]
 
 def is_api_path(path: str) -> bool:
     """Whether `path` is one of the API routes that keys and limits guard."""
-    return path == "/optimize-stream" or path.startswith(_API_PREFIXES)
+    return path in _API_PATHS or path.startswith(_API_PREFIXES)
 
 
 def _is_resume(method: str, path: str) -> bool:

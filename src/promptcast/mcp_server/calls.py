@@ -1,0 +1,141 @@
+"""One tool call's stream: opened, relayed into a `TextSink`, its growth reported, ended once.
+
+    open the upstream ── bounded by the first-token limit; a refusal raises its error
+        ▼
+    Relay(upstream, limits).run(TextSink) in a task of its own: the same limits,
+    drain and terminal frame as any stream
+        │ the sink grew ──▶ the call's task reports the new text (progress notification)
+        ▼
+    the answer, or the error the stream ended with (its code and message)
+
+Cancelling the call (`notifications/cancelled`, the client leaving, shutdown)
+makes the sink's reader leave: the relay settles and closes the upstream at
+once, and the call waits for that, shielded, before it lets the cancellation on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from promptcast import ids
+from promptcast.errors import PromptcastError, StreamTimeout
+from promptcast.mcp_server.services import Services
+from promptcast.mcp_server.sink import TextSink
+from promptcast.ops.logs import log_stream
+from promptcast.relay.relay import Relay, StreamStats, Upstream
+
+# Progress so far (characters of text) and the text since the last report.
+Report = Callable[[float, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a stream said, whole."""
+
+    text: str
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """How one call's stream is named in logs and metrics."""
+
+    tool: str
+    model: str
+    mode: str
+    label: str  # the model as the caller named it: what a refusal is counted under
+    request_id: str
+
+
+async def stream_text(services: Services, call: Call,
+                      opening: Callable[[], Awaitable[Upstream]], report: Report) -> Answer:
+    """Open a stream, relay it to its end, and return its text; raises the error it ended with.
+
+    `report` is called from this task as the text grows, never twice at once:
+    text that arrives meanwhile goes in the next report.
+    """
+    upstream = await _opened(services, call, opening)
+    sink = TextSink(lambda: progress.grew())
+    progress = _Progress(sink, report)
+    relay = Relay(upstream, services.limits, ids.stream_id())
+    services.metrics.started(call.model)
+    run = asyncio.ensure_future(relay.run(sink, services.drain))
+    try:
+        while not run.done():
+            growth: asyncio.Future[Any] = progress.next_growth()
+            await asyncio.wait((run, growth), return_when=asyncio.FIRST_COMPLETED)
+            await progress.send()
+    except BaseException:
+        # Cancelled (or our report failed): the reader leaves, the upstream closes.
+        sink.leave()
+        with anyio.CancelScope(shield=True):
+            _finished(services, call, await run)
+        raise
+    _finished(services, call, run.result())
+    if sink.error is not None:
+        raise sink.error
+    return Answer(sink.text, sink.finish_reason, sink.usage)
+
+
+async def _opened(services: Services, call: Call,
+                  opening: Callable[[], Awaitable[Upstream]]) -> Upstream:
+    limit = services.settings.first_token_timeout
+    try:
+        async with asyncio.timeout(limit):
+            return await opening()
+    except TimeoutError:
+        error: PromptcastError = StreamTimeout(
+            f"the model did not start answering within {limit:g} s")
+    except PromptcastError as exc:
+        error = exc
+    services.metrics.error(call.label, error.error_code)
+    raise error
+
+
+def _finished(services: Services, call: Call, stats: StreamStats) -> None:
+    log_stream(stats, model=call.model, mode=call.mode, request_id=call.request_id,
+               path=f"mcp:{call.tool}")
+    services.metrics.finished(stats, call.model)
+
+
+class _Progress:
+    """The text a sink gained since the last report, sent as one progress notification."""
+
+    def __init__(self, sink: TextSink, report: Report) -> None:
+        self._sink = sink
+        self._report = report
+        self._reported = 0  # parts already reported
+        self._chars = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def grew(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def next_growth(self) -> asyncio.Future[None]:
+        """A future done once the sink has text not yet reported (at once if it has now)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        if len(self._sink.parts) > self._reported:
+            waiter.set_result(None)
+        return waiter
+
+    async def send(self) -> None:
+        parts = self._sink.parts
+        if len(parts) == self._reported:
+            return
+        new = "".join(parts[self._reported:])
+        self._reported = len(parts)
+        self._chars += len(new)
+        # A client that cannot take a notification any more is leaving; its call's
+        # cancellation, not this, ends the stream.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await self._report(self._chars, new)

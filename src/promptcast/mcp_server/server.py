@@ -1,0 +1,140 @@
+"""The MCP server: the tools listed and called, on the SDK's low-level `Server`.
+
+The low-level server, not `MCPServer`: the schemas are written out (with this
+server's models and limits in them), the arguments are checked by the same
+code as the HTTP API's bodies, and a failure is a tool result carrying the
+HTTP API's error code and message, not an exception the SDK words its own way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from promptcast import __version__, ids
+from promptcast.errors import ClientGone, PromptcastError
+from promptcast.mcp_server.calls import Answer, Call, Report, stream_text
+from promptcast.mcp_server.services import Services
+from promptcast.mcp_server.tools import OPTIMIZE, optimize_request, tools, try_request
+
+# Where the `/mcp` endpoint leaves, in a request's scope, the news of its client leaving.
+DEPARTURE_SCOPE_KEY = "promptcast.mcp.departure"
+
+INSTRUCTIONS = (
+    "promptcast rewrites prompts, often a customer-service bot's system prompt: call "
+    "optimize_prompt to optimize, expand or shorten one, then try_prompt to see how the bot "
+    "answers a customer's message with it."
+)
+
+
+class Departure:
+    """An HTTP request's client leaving, told to the one tool call listening."""
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._callback: Callable[[], object] | None = None
+
+    def left(self) -> None:
+        self.gone = True
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
+
+    def on_leave(self, callback: Callable[[], object] | None) -> None:
+        """Call `callback` when the client leaves (at once if it has); None unsubscribes."""
+        self._callback = callback
+        if self.gone and callback is not None:
+            self.left()
+
+
+def error_result(exc: PromptcastError) -> types.CallToolResult:
+    """A failed call: the HTTP API's error code and message, and its error body as structure."""
+    return types.CallToolResult(
+        content=[types.TextContent(text=f"{exc.error_code}: {exc.message}")],
+        structured_content=exc.body(),
+        is_error=True,
+    )
+
+
+def _answer(answer: Answer, structure: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=answer.text)],
+                                structured_content={"text": answer.text, **structure})
+
+
+def build_server(services: Services) -> Server[Any]:
+    """An MCP server whose tools run on `services`; serve it over any of the SDK's transports."""
+    offered = tools(services.settings)
+    by_name = {tool.name: tool for tool in offered}
+
+    async def list_tools(ctx: ServerRequestContext[Any],
+                         params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=offered)
+
+    async def call_tool(ctx: ServerRequestContext[Any],
+                        params: types.CallToolRequestParams) -> types.CallToolResult:
+        tool = by_name.get(params.name)
+        if tool is None:
+            raise MCPError(types.INVALID_PARAMS,
+                           f"unknown tool {params.name!r}; the tools are {', '.join(by_name)}")
+
+        async def report(progress: float, message: str) -> None:
+            await ctx.session.report_progress(progress, None, message)
+
+        run = _optimize if tool.name == OPTIMIZE else _try
+        result: types.CallToolResult | None = None
+        try:
+            with _cancelled_if_client_leaves(ctx):
+                result = await run(services, params.arguments or {}, tool, report)
+        except PromptcastError as exc:
+            return error_result(exc)
+        # Nobody reads this one: the client left, and the call was cancelled.
+        return result or error_result(ClientGone("the client disconnected before the answer"))
+
+    return Server("promptcast", version=__version__, title="promptcast",
+                  instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+@contextmanager
+def _cancelled_if_client_leaves(ctx: ServerRequestContext[Any]) -> Iterator[None]:
+    """A scope cancelled if the HTTP request carrying the call loses its client.
+
+    On the 2025-era Streamable HTTP wire a dropped connection is not a
+    cancellation to the SDK (the client could resume); to us it is, as it is on
+    every other route: nobody is left to pay for the tokens.
+    """
+    request = ctx.request
+    scope = getattr(request, "scope", None)
+    departure = scope.get(DEPARTURE_SCOPE_KEY) if isinstance(scope, dict) else None
+    with anyio.CancelScope() as cancel:
+        if isinstance(departure, Departure):
+            departure.on_leave(cancel.cancel)
+        try:
+            yield
+        finally:
+            if isinstance(departure, Departure):
+                departure.on_leave(None)
+
+
+async def _optimize(services: Services, arguments: dict[str, Any], tool: types.Tool,
+                    report: Report) -> types.CallToolResult:
+    body = optimize_request(arguments, services.settings, tool)
+    request_id = ids.request_id()
+    call = Call(tool.name, body.model, body.mode.value, body.model, request_id)
+    answer = await stream_text(services, call, lambda: services.gateway.open(body, request_id),
+                               report)
+    return _answer(answer, {"mode": body.mode.value, "model": body.model})
+
+
+async def _try(services: Services, arguments: dict[str, Any], tool: types.Tool,
+               report: Report) -> types.CallToolResult:
+    request_id = ids.request_id()
+    chat = try_request(arguments, services.settings, tool, request_id)
+    call = Call(tool.name, chat.model, "try", chat.model, request_id)
+    answer = await stream_text(services, call, lambda: services.service.chat(chat), report)
+    return _answer(answer, {"model": chat.model})

@@ -1,0 +1,190 @@
+"""The tools: their schemas, and their arguments checked as the HTTP API checks its bodies.
+
+A bad argument is an `InvalidField` naming the argument, with the message the
+HTTP API gives for the same mistake; it reaches the client as a tool error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import mcp_types as types
+
+from promptcast.errors import InvalidField
+from promptcast.models import ModelTable
+from promptcast.providers.base import ChatRequest, Message
+from promptcast.service.prompts import MODE_ALIASES
+from promptcast.service.schemas import OptimizeRequest, parse_optimize
+from promptcast.settings import Settings
+
+OPTIMIZE = "optimize_prompt"
+TRY = "try_prompt"
+
+_MODES = list(MODE_ALIASES)
+# `{{name}}`, as the page's test panel fills it: letters, digits, `_`, `.`, `-`.
+PLACEHOLDER = re.compile(r"\{\{\s*([\w.-]+)\s*\}\}")
+
+
+def _model_schema(models: ModelTable) -> dict[str, Any]:
+    usable = ", ".join(models.usable_names()) or "none"
+    return {"type": "string",
+            "description": f"The model to run on: one of {usable}. Default: {models.default}."}
+
+
+def tools(settings: Settings) -> list[types.Tool]:
+    """The tools this server offers, with this server's models and limits in their schemas."""
+    models = settings.models
+    text = {"type": "string", "minLength": 1}
+    return [
+        types.Tool(
+            name=OPTIMIZE,
+            title="Rewrite a prompt",
+            description=(
+                "Rewrite a prompt (often a customer-service bot's system prompt) with promptcast's "
+                "meta-prompts: optimize it, expand it or shorten it, in the prompt's own language, "
+                "keeping its placeholders and an optional opening line verbatim. Returns the "
+                "rewritten prompt; progress notifications carry it as it streams."
+            ),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "prompt": {**text, "maxLength": settings.max_prompt_chars,
+                               "description": "The prompt to rewrite."},
+                    "mode": {"type": "string", "enum": _MODES, "default": "optimize",
+                             "description": "optimize (优化), expand (扩写) or shorten (缩写)."},
+                    "model": _model_schema(models),
+                    "opening": {"type": "string", "maxLength": settings.max_opening_chars,
+                                "description": "The bot's first line (开场白): the rewrite "
+                                               "keeps it verbatim."},
+                    "target_chars": {"type": "integer", "minimum": 1, "maximum": 100000,
+                                     "description": "With expand or shorten: the length to "
+                                                    "aim for, in characters."},
+                },
+                "required": ["prompt"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "mode": {"type": "string"},
+                               "model": {"type": "string"}},
+                "required": ["text", "mode", "model"],
+            },
+            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=True),
+        ),
+        types.Tool(
+            name=TRY,
+            title="Try a prompt on a customer message",
+            description=(
+                "Run a system prompt as the bot and return its answer to one customer message, "
+                "so a prompt (or its rewrite) can be judged by what the bot says. "
+                "{{name}} placeholders in the prompt are filled from `variables`."
+            ),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "prompt": {**text, "maxLength": settings.max_prompt_chars,
+                               "description": "The bot's system prompt."},
+                    "message": {**text, "maxLength": settings.max_prompt_chars,
+                                "description": "The customer's message for the bot to answer."},
+                    "model": _model_schema(models),
+                    "variables": {"type": "object", "additionalProperties": {"type": "string"},
+                                  "description": "A value for each {{name}} placeholder of "
+                                                 "the prompt."},
+                },
+                "required": ["prompt", "message"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "model": {"type": "string"}},
+                "required": ["text", "model"],
+            },
+            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=True),
+        ),
+    ]
+
+
+def _known(arguments: dict[str, Any], tool: types.Tool) -> None:
+    allowed = tool.input_schema["properties"]
+    for name in arguments:
+        if name not in allowed:
+            raise InvalidField(
+                f"`{name}` is not an argument of {tool.name}; its arguments are "
+                f"{', '.join(allowed)}", field=name)
+
+
+def _text(arguments: dict[str, Any], name: str, limit: int) -> str:
+    value = arguments.get(name)
+    if value is None:
+        raise InvalidField(f"`{name}` is required", field=name)
+    if not isinstance(value, str):
+        raise InvalidField(f"`{name}` must be a string", field=name)
+    if not value.strip():
+        raise InvalidField(f"`{name}` is empty", field=name)
+    if len(value) > limit:
+        raise InvalidField(f"`{name}` is {len(value)} characters; the limit is {limit}",
+                           field=name)
+    return value
+
+
+def _model(arguments: dict[str, Any], models: ModelTable) -> str:
+    model = arguments.get("model")
+    if model is None or model == "":
+        return models.default
+    if not isinstance(model, str):
+        raise InvalidField("`model` must be a string", field="model")
+    return model
+
+
+def optimize_request(arguments: dict[str, Any], settings: Settings,
+                     tool: types.Tool) -> OptimizeRequest:
+    """`optimize_prompt`'s arguments as an /optimize-stream body, checked the same way."""
+    _known(arguments, tool)
+    mode = arguments.get("mode", "optimize")
+    if not isinstance(mode, str) or mode not in MODE_ALIASES:
+        raise InvalidField(
+            f"`mode` must be one of {', '.join(repr(m) for m in _MODES)}, not {mode!r}",
+            field="mode")
+    body = {"prompt": arguments.get("prompt"), "type": mode,
+            "model": _model(arguments, settings.models)}
+    for name in ("opening", "target_chars"):
+        if name in arguments:
+            body[name] = arguments[name]
+    return parse_optimize(body, default_model=settings.models.default,
+                          max_prompt_chars=settings.max_prompt_chars,
+                          max_opening_chars=settings.max_opening_chars)
+
+
+def fill(prompt: str, variables: dict[str, str]) -> str:
+    """`prompt` with each `{{name}}` replaced by its value; every placeholder needs one,
+    and every value a placeholder."""
+    names = {match.group(1) for match in PLACEHOLDER.finditer(prompt)}
+    missing = sorted(names - variables.keys())
+    if missing:
+        listed = ", ".join(f"{{{{{name}}}}}" for name in missing)
+        raise InvalidField(f"the prompt's {listed} has no value: give it in `variables`",
+                           field="variables")
+    for name in variables:
+        if name not in names:
+            raise InvalidField(f"`variables.{name}`: the prompt has no {{{{{name}}}}}",
+                               field=f"variables.{name}")
+    return PLACEHOLDER.sub(lambda match: variables[match.group(1)], prompt)
+
+
+def try_request(arguments: dict[str, Any], settings: Settings, tool: types.Tool,
+                request_id: str) -> ChatRequest:
+    """`try_prompt`'s arguments as the chat the bot would have: the prompt as its system
+    message (placeholders filled), the customer's message as the user's."""
+    _known(arguments, tool)
+    prompt = _text(arguments, "prompt", settings.max_prompt_chars)
+    message = _text(arguments, "message", settings.max_prompt_chars)
+    variables = arguments.get("variables") or {}
+    if not isinstance(variables, dict) or not all(
+            isinstance(value, str) for value in variables.values()):
+        raise InvalidField("`variables` must be an object of strings, by placeholder name",
+                           field="variables")
+    return ChatRequest(model=_model(arguments, settings.models),
+                       messages=(Message("system", fill(prompt, variables)),
+                                 Message("user", message)),
+                       request_id=request_id)

@@ -1,0 +1,348 @@
+"""The MCP server (`mcp_server/`), through the official SDK's own client.
+
+Over both transports: Streamable HTTP at `/mcp` on a running server, and stdio
+(`python -m promptcast mcp` as a child process, as Claude Desktop starts it);
+each in both of the SDK's connection modes: `legacy` (the initialize handshake,
+what today's MCP hosts speak) and `auto` (the 2026 per-request protocol).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from promptcast.service.prompts import Mode, build_messages
+
+from .conftest import RunningServer, models_file
+from .sse_client import post_stream
+from .upstream_double import Script, UpstreamDouble
+
+pytestmark = pytest.mark.anyio
+
+PROMPT = "你是一个客服助手，负责回答订单问题。"
+OPENING = "您好，请问有什么可以帮您？"
+
+
+@dataclass
+class Mcp:
+    """Where a test's MCP client connects: a transport and a connection mode."""
+
+    where: str
+    mode: str
+    serve: Callable[..., RunningServer]
+    upstream: UpstreamDouble
+    tmp_path: Path
+
+    def client(self, environ: dict[str, str] | None = None) -> Client:
+        """A client of a fresh promptcast with the double's models and `environ` on top."""
+        if self.where == "http":
+            return Client(f"{self.serve(environ).url}/mcp", mode=self.mode)
+        return Client(StdioServerParameters(
+            command=sys.executable, args=["-m", "promptcast", "mcp"],
+            env={"PROMPTCAST_MODELS_FILE": str(models_file(self.tmp_path, self.upstream)),
+                 "PROMPTCAST_DEFAULT_MODEL": "scripted", **(environ or {})},
+        ), mode=self.mode)
+
+
+@pytest.fixture(params=[("http", "legacy"), ("http", "auto"), ("stdio", "legacy"),
+                        ("stdio", "auto")], ids=lambda p: "-".join(p))
+def mcp(request: pytest.FixtureRequest, serve: Callable[..., RunningServer],
+        upstream: UpstreamDouble, tmp_path: Path) -> Mcp:
+    where, mode = request.param
+    return Mcp(where, mode, serve, upstream, tmp_path)
+
+
+class Progress:
+    """What a call's progress notifications said."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.messages: list[str] = []
+        self.first = anyio.Event()
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.values.append(progress)
+        self.messages.append(message or "")
+        self.first.set()
+
+
+def _sent(upstream: UpstreamDouble) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = upstream.requests[-1].json()["messages"]
+    return messages
+
+
+def _error(result: types.CallToolResult) -> dict[str, Any]:
+    assert result.is_error
+    error: dict[str, Any] = result.structured_content["error"]
+    [content] = result.content
+    assert isinstance(content, types.TextContent)
+    assert content.text == f"{error['code']}: {error['message']}"
+    return error
+
+
+# -- the tools ---------------------------------------------------------------------------
+
+
+async def test_lists_the_tools(mcp: Mcp) -> None:
+    async with mcp.client() as client:
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(listed) == {"optimize_prompt", "try_prompt"}
+    optimize = listed["optimize_prompt"].input_schema
+    assert optimize["required"] == ["prompt"]
+    assert set(optimize["properties"]) == {"prompt", "mode", "model", "opening", "target_chars"}
+    assert "optimize" in optimize["properties"]["mode"]["enum"]
+    assert "scripted" in optimize["properties"]["model"]["description"]
+    assert listed["try_prompt"].input_schema["required"] == ["prompt", "message"]
+
+
+async def test_optimize_returns_the_rewrite_with_progress_as_it_streams(
+        mcp: Mcp, upstream: UpstreamDouble) -> None:
+    pieces = ["你是", "订单", "客服，", "请礼貌", "回答。"]
+    upstream.enqueue(Script.chat(pieces, gap=0.05))
+    progress = Progress()
+    async with mcp.client() as client:
+        result = await client.call_tool(
+            "optimize_prompt", {"prompt": PROMPT, "opening": OPENING},
+            progress_callback=progress)
+    text = "".join(pieces)
+    assert not result.is_error
+    assert result.content == [types.TextContent(text=text)]
+    assert result.structured_content == {"text": text, "mode": "optimize", "model": "scripted"}
+    # The meta-prompt went upstream, around the prompt and its opening line.
+    assert _sent(upstream) == [m.as_dict() for m in build_messages(
+        PROMPT, Mode.OPTIMIZE, opening=OPENING)]
+    # Progress came while it streamed, and carried the text as it grew.
+    assert len(progress.values) >= 2
+    assert "".join(progress.messages) == text
+    assert progress.values == sorted(set(progress.values))
+    assert progress.values[-1] == len(text)
+
+
+async def test_expand_to_a_length(mcp: Mcp, upstream: UpstreamDouble) -> None:
+    upstream.enqueue(Script.chat(["Longer."]))
+    async with mcp.client() as client:
+        result = await client.call_tool("optimize_prompt", {
+            "prompt": "You answer order questions.", "mode": "扩写", "target_chars": 500})
+    assert result.structured_content == {"text": "Longer.", "mode": "expand",
+                                         "model": "scripted"}
+    assert _sent(upstream) == [m.as_dict() for m in build_messages(
+        "You answer order questions.", Mode.EXPAND, target_chars=500)]
+
+
+async def test_try_prompt_answers_as_the_bot_with_variables_filled(
+        mcp: Mcp, upstream: UpstreamDouble) -> None:
+    upstream.enqueue(Script.chat(["您好，", "退款", "七天内到账。"], gap=0.02))
+    progress = Progress()
+    async with mcp.client() as client:
+        result = await client.call_tool("try_prompt", {
+            "prompt": "你是{{shop}}的客服。退款时限：{{ refund_days }}天。",
+            "message": "我的订单三天了还没发货，能退款吗？",
+            "variables": {"shop": "小米商城", "refund_days": "7"},
+        }, progress_callback=progress)
+    assert result.structured_content == {"text": "您好，退款七天内到账。", "model": "scripted"}
+    assert _sent(upstream) == [
+        {"role": "system", "content": "你是小米商城的客服。退款时限：7天。"},
+        {"role": "user", "content": "我的订单三天了还没发货，能退款吗？"},
+    ]
+    assert "".join(progress.messages) == "您好，退款七天内到账。"
+
+
+# -- cancellation --------------------------------------------------------------------------
+
+
+async def test_cancelling_a_call_mid_stream_closes_the_upstream(
+        mcp: Mcp, upstream: UpstreamDouble) -> None:
+    upstream.enqueue(Script.chat(["你是"], then="hang"))
+    progress = Progress()
+    async with mcp.client() as client:
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(lambda: client.call_tool("optimize_prompt", {"prompt": PROMPT},
+                                                      progress_callback=progress))
+            await progress.first.wait()  # mid-stream: the first text is out
+            calls.cancel_scope.cancel()  # notifications/cancelled, or the stream closed
+        assert await upstream.until(lambda: upstream.client_closed == 1, 1.0)
+        # The session lives on: the next call works.
+        upstream.enqueue(Script.chat(["ok"]))
+        result = await client.call_tool("optimize_prompt", {"prompt": PROMPT})
+    assert result.content == [types.TextContent(text="ok")]
+
+
+def _rpc(method: str, params: dict[str, Any], ident: int | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if ident is not None:
+        message["id"] = ident
+    return message
+
+
+HANDSHAKE = [
+    _rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                        "clientInfo": {"name": "test", "version": "1"}}, 1),
+    _rpc("notifications/initialized", {}),
+]
+CALL = _rpc("tools/call", {"name": "optimize_prompt", "arguments": {"prompt": PROMPT},
+                           "_meta": {"progressToken": "p"}}, 2)
+
+
+async def test_a_client_that_drops_the_http_connection_cancels_the_upstream(
+        server: RunningServer, upstream: UpstreamDouble) -> None:
+    # On the 2025 wire a dropped POST is no cancellation to the SDK; to promptcast it is.
+    upstream.enqueue(Script.chat(["你是"], then="hang"))
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        opened = await http.post("/mcp", json=HANDSHAKE[0], headers=headers)
+        assert opened.status_code == 200
+        headers |= {"Mcp-Session-Id": opened.headers["mcp-session-id"],
+                    "Mcp-Protocol-Version": "2025-11-25"}
+        assert (await http.post("/mcp", json=HANDSHAKE[1], headers=headers)).status_code == 202
+        async with http.stream("POST", "/mcp", json=CALL, headers=headers) as call:
+            async for line in call.aiter_lines():
+                if line.startswith("data:") and "notifications/progress" in line:
+                    break  # mid-stream; leaving the block drops the connection
+    assert await upstream.until(lambda: upstream.client_closed == 1, 1.0)
+
+
+def test_a_stdio_client_that_goes_away_cancels_the_upstream(
+        upstream: UpstreamDouble, tmp_path: Path) -> None:
+    upstream.enqueue(Script.chat(["你是"], then="hang"))
+    env = {"PATH": "/usr/bin:/bin", "PROMPTCAST_DEFAULT_MODEL": "scripted",
+           "PROMPTCAST_MODELS_FILE": str(models_file(tmp_path, upstream))}
+    with subprocess.Popen([sys.executable, "-m", "promptcast", "mcp"], env=env,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            for message in [*HANDSHAKE, CALL]:
+                child.stdin.write(json.dumps(message).encode() + b"\n")
+                child.stdin.flush()
+            while True:
+                # Every line on stdout is a protocol message: logs go to stderr.
+                line = json.loads(child.stdout.readline())
+                if line.get("method") == "notifications/progress":
+                    break
+            child.stdin.close()  # the host quits
+            assert upstream.wait_for(lambda: upstream.client_closed == 1, 1.0)
+            assert child.wait(10) == 0
+        finally:
+            child.kill()
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("arguments", "field", "words"), [
+    ({"prompt": PROMPT, "mode": "translate"}, "mode", "`mode` must be one of 'optimize'"),
+    ({"promt": PROMPT}, "promt", "`promt` is not an argument of optimize_prompt"),
+    ({"prompt": 7}, "prompt", "`prompt` must be a string"),
+    ({"prompt": "  "}, "prompt", "`prompt` is empty"),
+    ({"prompt": PROMPT, "target_chars": 300}, "target_chars",
+     "`target_chars` applies to type 'expand' or 'shorten' only"),
+    ({"prompt": PROMPT, "mode": "shorten", "target_chars": "short"}, "target_chars",
+     "`target_chars` must be an integer from 1 to 100000"),
+], ids=["mode", "unknown-argument", "prompt-type", "prompt-empty", "target-on-optimize",
+        "target-type"])
+async def test_a_bad_argument_is_a_tool_error_naming_it(
+        mcp: Mcp, upstream: UpstreamDouble, arguments: dict[str, Any], field: str,
+        words: str) -> None:
+    async with mcp.client() as client:
+        result = await client.call_tool("optimize_prompt", arguments)
+    error = _error(result)
+    assert error["code"] == "invalid_request" and error["field"] == field
+    assert words in error["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(("arguments", "field", "words"), [
+    ({"prompt": "你是{{shop}}的客服。", "message": "在吗"}, "variables",
+     "the prompt's {{shop}} has no value"),
+    ({"prompt": "你是客服。", "message": "在吗", "variables": {"shop": "x"}},
+     "variables.shop", "the prompt has no {{shop}}"),
+    ({"prompt": "你是客服。"}, "message", "`message` is required"),
+], ids=["unfilled", "unused", "no-message"])
+async def test_try_prompts_bad_arguments(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble,
+        arguments: dict[str, Any], field: str, words: str) -> None:
+    async with Client(f"{serve().url}/mcp", mode="legacy") as client:
+        error = _error(await client.call_tool("try_prompt", arguments))
+    assert error["field"] == field and words in error["message"]
+    assert upstream.requests == []
+
+
+async def test_an_unknown_tool_is_a_protocol_error(server: RunningServer) -> None:
+    async with Client(f"{server.url}/mcp", mode="legacy") as client:
+        with pytest.raises(MCPError, match="unknown tool 'rewrite'"):
+            await client.call_tool("rewrite", {})
+
+
+async def _http_error(server: RunningServer, body: dict[str, Any]) -> dict[str, Any]:
+    """The error the HTTP API gives for `body`: its JSON error, or its stream's last frame."""
+    got = await post_stream(f"{server.url}/optimize-stream", body)
+    if got.status != 200:
+        error: dict[str, Any] = got.body["error"]
+        return error
+    return got.error()
+
+
+@pytest.mark.parametrize("case", ["unknown-model", "no-key", "upstream-refuses",
+                                  "upstream-drops", "idle-timeout"])
+async def test_errors_carry_the_http_apis_code_and_message(
+        case: str, serve: Callable[..., RunningServer], upstream: UpstreamDouble) -> None:
+    server = serve(idle_timeout=0.3)
+    arguments: dict[str, Any] = {"prompt": PROMPT}
+    script = {
+        "unknown-model": None, "no-key": None,
+        "upstream-refuses": lambda: Script.error(503, "the upstream is overloaded"),
+        "upstream-drops": lambda: Script.chat(["partial"], then="drop"),
+        "idle-timeout": lambda: Script.chat(["partial"], then="hang"),
+    }[case]
+    if case == "unknown-model":
+        arguments["model"] = "gpt-9"
+    if case == "no-key":
+        arguments["model"] = "keyed"
+    if script is not None:
+        upstream.enqueue(script(), script())
+    async with Client(f"{server.url}/mcp", mode="legacy") as client:
+        error = _error(await client.call_tool("optimize_prompt", arguments))
+    expected = await _http_error(server, arguments)
+    assert error == expected
+    words = {"unknown-model": "unknown model 'gpt-9'", "no-key": "SCRIPTED_KEY",
+             "upstream-refuses": "overloaded", "upstream-drops": "mid-stream",
+             "idle-timeout": "no data from the model for 0.3 s"}[case]
+    assert words in error["message"]
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+
+async def test_with_keys_on_mcp_needs_one_like_every_api_route(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble) -> None:
+    server = serve({"PROMPTCAST_API_KEYS": "key-one,key-two"})
+    for headers, status in (({}, 401), ({"Authorization": "Bearer wrong"}, 403)):
+        # The SDK's client is refused ...
+        with pytest.raises(ExceptionGroup) as refused:
+            async with (httpx2.AsyncClient(headers=headers) as http,
+                        Client(streamable_http_client(f"{server.url}/mcp", http_client=http),
+                               mode="legacy") as client):
+                await client.list_tools()
+        assert refused.group_contains(MCPError)
+        # ... with the API's own answer.
+        async with httpx.AsyncClient() as http1:
+            answer = await http1.post(f"{server.url}/mcp", json=HANDSHAKE[0], headers=headers)
+        assert answer.status_code == status
+        assert answer.json()["error"]["code"] == {401: "unauthorized", 403: "forbidden"}[status]
+    upstream.enqueue(Script.chat(["ok"]))
+    async with (httpx2.AsyncClient(headers={"Authorization": "Bearer key-two"}) as http,
+                Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client):
+        result = await client.call_tool("optimize_prompt", {"prompt": PROMPT})
+    assert result.content == [types.TextContent(text="ok")]
