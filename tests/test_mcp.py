@@ -346,3 +346,22 @@ async def test_with_keys_on_mcp_needs_one_like_every_api_route(
                 Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client):
         result = await client.call_tool("optimize_prompt", {"prompt": PROMPT})
     assert result.content == [types.TextContent(text="ok")]
+
+
+# -- the embedded model, end to end ---------------------------------------------------------
+
+
+@pytest.mark.llama
+async def test_stdio_rewrites_on_the_embedded_model() -> None:
+    # No keys, no network: what `promptcast mcp` does for someone who just installed it.
+    progress = Progress()
+    server = StdioServerParameters(command=sys.executable, args=["-m", "promptcast", "mcp"],
+                                   env={"PROMPTCAST_LOCAL_MAX_TOKENS": "48"})
+    async with Client(server, mode="legacy") as client:
+        result = await client.call_tool(
+            "optimize_prompt", {"prompt": "You are a support bot for an online shop.",
+                                "model": "local"}, progress_callback=progress)
+    assert not result.is_error, result.content
+    assert result.structured_content["model"] == "local"
+    text = result.structured_content["text"]
+    assert text.strip() and "".join(progress.messages) == text
