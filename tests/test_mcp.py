@@ -365,3 +365,21 @@ async def test_stdio_rewrites_on_the_embedded_model() -> None:
     assert result.structured_content["model"] == "local"
     text = result.structured_content["text"]
     assert text.strip() and "".join(progress.messages) == text
+
+
+async def test_with_keys_on_a_session_belongs_to_the_key_that_opened_it(
+        serve: Callable[..., RunningServer]) -> None:
+    server = serve({"PROMPTCAST_API_KEYS": "key-one,key-two"})
+    accept = {"Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        one = {**accept, "Authorization": "Bearer key-one"}
+        opened = await http.post("/mcp", json=HANDSHAKE[0], headers=one)
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"],
+                   "Mcp-Protocol-Version": "2025-11-25"}
+        assert (await http.post("/mcp", json=HANDSHAKE[1], headers=one | session)
+                ).status_code == 202
+        listing = _rpc("tools/list", {}, 2)
+        two = {**accept, "Authorization": "Bearer key-two"}
+        assert (await http.post("/mcp", json=listing, headers=two | session)).status_code == 404
+        mine = await http.post("/mcp", json=listing, headers=one | session)
+        assert mine.status_code == 200 and "optimize_prompt" in mine.text

@@ -7,6 +7,10 @@ The app's middleware has already checked the API key (`ops/auth.py` counts
 Each request is given a `Departure` in its scope, fired when the server tells
 the request's `receive` that the client disconnected: a tool call on that
 request is then cancelled, and its upstream with it.
+
+With API keys on, a session belongs to the key that opened it: the key's
+digest id goes to the SDK as the request's user, and the SDK answers 404 to
+another key presenting that session's id.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Message, Receive, Scope, Send
 
 from promptcast.mcp_server.server import DEPARTURE_SCOPE_KEY, Departure, build_server
 from promptcast.mcp_server.services import Services
+from promptcast.ops.ratelimit import CLIENT_SCOPE_KEY
 
 
 class McpEndpoint:
@@ -41,6 +48,11 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         departure = Departure()
         scope[DEPARTURE_SCOPE_KEY] = departure
+        client = scope.get(CLIENT_SCOPE_KEY)
+        if isinstance(client, str) and client.startswith("key:"):
+            # The key's digest id, never the key: it is all the SDK compares.
+            scope["user"] = AuthenticatedUser(AccessToken(token=client, client_id=client,
+                                                          scopes=[]))
 
         async def watched() -> Message:
             message = await receive()
