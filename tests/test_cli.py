@@ -163,6 +163,69 @@ def test_optimize_unreachable_upstream_is_a_clear_error(tmp_path: Path,
     assert "Traceback" not in result.stderr
 
 
+# -- optimize --previous --feedback: iterating on a rewrite ---------------------------
+
+REWRITE = "# Role\nYou are the shop's assistant.\n\n## Rules\n1. Be brief."
+
+
+@pytest.mark.parametrize("through", ["in-process", "server"])
+def test_optimize_revises_a_previous_rewrite_with_feedback(
+    env: dict[str, str], upstream: UpstreamDouble, server: RunningServer, tmp_path: Path,
+    through: str,
+) -> None:
+    previous = tmp_path / "v1.md"
+    previous.write_text(REWRITE, encoding="utf-8")
+    extra = ["--server", server.url] if through == "server" else []
+    result = run("optimize", PROMPT, "--previous", str(previous),
+                 "--feedback", "add a section on refunds", *extra, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hello, world!\n"
+    system, user = upstream.requests[-1].json()["messages"]
+    assert f"<prompt>\n{PROMPT}\n</prompt>" in user["content"]
+    assert f"<rewrite>\n{REWRITE}\n</rewrite>" in user["content"]
+    assert "<feedback>add a section on refunds</feedback>" in user["content"]
+    assert "Revise that rewrite" in system["content"]
+
+
+def test_optimize_previous_from_standard_input(
+    env: dict[str, str], upstream: UpstreamDouble,
+) -> None:
+    result = run("optimize", PROMPT, "--previous", "-", "--feedback", "shorter",
+                 env=env, stdin=REWRITE)
+    assert result.returncode == 0, result.stderr
+    assert f"<rewrite>\n{REWRITE}\n</rewrite>" in upstream.requests[-1].json()[
+        "messages"][1]["content"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--feedback", "shorter"], "`previous` is required with `feedback`"),
+    (["--previous", "{file}"], "`feedback` is required with `previous`"),
+    (["--previous", "/nonexistent/v1.md", "--feedback", "x"],
+     "cannot read previous file '/nonexistent/v1.md'"),
+])
+def test_optimize_bad_revision_is_a_clear_error(
+    env: dict[str, str], upstream: UpstreamDouble, tmp_path: Path, args: list[str], words: str,
+) -> None:
+    previous = tmp_path / "v1.md"
+    previous.write_text(REWRITE, encoding="utf-8")
+    result = run("optimize", PROMPT, *[a.format(file=previous) for a in args], env=env)
+    assert result.returncode == 1
+    assert words in result.stderr
+    assert "(field: previous)" in result.stderr or "(field: feedback)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert upstream.requests == []
+
+
+def test_optimize_bad_revision_through_a_server_names_the_field(
+    server: RunningServer, upstream: UpstreamDouble,
+) -> None:
+    result = run("optimize", PROMPT, "--feedback", "shorter", "--server", server.url,
+                 env=cli_env())
+    assert result.returncode == 1
+    assert result.stderr.startswith("promptcast: 422: `previous` is required with `feedback`")
+    assert upstream.requests == []
+
+
 # -- optimize --server -----------------------------------------------------------
 
 def test_optimize_through_a_server_prints_the_text(
@@ -282,6 +345,6 @@ def test_serve_help_documents_the_flags() -> None:
 def test_optimize_help_documents_the_options() -> None:
     result = run("optimize", "--help", env=cli_env())
     assert result.returncode == 0
-    for flag in ("--type", "--model", "--opening", "--server"):
+    for flag in ("--type", "--model", "--opening", "--server", "--previous", "--feedback"):
         assert flag in result.stdout, flag
     assert "optimize" in result.stdout and "expand" in result.stdout

@@ -18,6 +18,7 @@ LAYERS = [
     ("mcp_server",),
     ("ops",),
     ("relay",),
+    ("evals",),  # evaluation runs: on the model service; the server streams them
     ("service",),
     ("providers",),
     ("wire",),

@@ -220,3 +220,50 @@ async def test_chat_completions_without_streaming(
     assert choice["message"]["content"].strip()
     assert choice["finish_reason"] in ("stop", "length")
     assert 0 < body["usage"]["completion_tokens"] <= 24
+
+
+async def test_a_generation_cancelled_twice_keeps_the_model_until_its_thread_ends() -> None:
+    # A second cancel can cut the consumer's wait for the thread short; the model
+    # must still not be handed to another generation while this thread runs on it.
+    import asyncio
+    import contextlib
+
+    from promptcast.providers.base import ChatRequest, Message
+
+    provider = LlamaProvider(Settings.from_env({}).models.get_spec("local"), max_tokens=2000)
+    stream = await provider.stream_chat(ChatRequest(
+        model="local", temperature=0, max_tokens=2000,
+        messages=(Message("user", LONG_CHAT["messages"][0]["content"]),)))  # type: ignore[index]
+    got: list[object] = []
+
+    async def consume() -> None:
+        async for piece in stream:
+            got.append(piece)
+
+    task = asyncio.create_task(consume())
+    assert await wait_for_async(lambda: len(got) >= 3, 60)
+    slot = provider._slot
+    assert slot is not None and slot.locked()
+    task.cancel()
+    await asyncio.sleep(0)  # the generator is in its finally, waiting for the thread
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    while llama_threads():
+        assert slot.locked(), "the slot was given back while the generation thread ran"
+        await asyncio.sleep(0.001)
+    assert await wait_for_async(lambda: not slot.locked(), 5)
+    assert provider.generations_running == 0
+    await stream.aclose()
+
+
+async def wait_for_async(condition: Callable[[], bool], within: float) -> bool:
+    """Whether `condition` came true within `within` s, checked as the loop turns."""
+    import asyncio
+
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True

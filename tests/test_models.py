@@ -280,3 +280,25 @@ def test_secrets_are_every_configured_key(tmp_path: Path) -> None:
     )
     assert sorted(set(table.secrets())) == ["ds-secret", "x-secret"]
     assert ModelTable.build({}).secrets() == []
+
+
+def test_prices_per_million_tokens_give_a_cost(tmp_path: Path) -> None:
+    path = write(tmp_path, '[models."m"]\nbase_url = "http://127.0.0.1:1/v1"\n'
+                           'input_price = 0.3\noutput_price = 2\n')
+    [spec] = load_models_file(path)
+    assert (spec.input_price, spec.output_price) == (0.3, 2.0)
+    assert spec.cost(1_000_000, 500_000) == pytest.approx(0.3 + 1.0)
+    assert ModelTable.build({}).get_spec("qwen-max").cost(10, 10) is None
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("input_price = 1\n", "give both input_price and output_price"),
+    ('input_price = "1"\noutput_price = 1\n', "input_price must be a number of at least 0"),
+    ("input_price = 1\noutput_price = -2\n", "output_price must be a number of at least 0"),
+    ("input_price = true\noutput_price = 1\n", "input_price must be a number"),
+    ("input_price = nan\noutput_price = 1\n", "input_price must be a number"),
+])
+def test_bad_prices_are_refused_clearly(tmp_path: Path, entry: str, message: str) -> None:
+    path = write(tmp_path, f'[models."m"]\nbase_url = "http://127.0.0.1:1/v1"\n{entry}')
+    with pytest.raises(ValueError, match=message):
+        load_models_file(path)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from promptcast.errors import InvalidField
 from promptcast.server.openapi import NOT_BLANK
@@ -24,6 +25,10 @@ from .upstream_double import Script, UpstreamDouble
 
 # 502-504 are documented answers for upstream trouble; nothing else of 5xx is.
 _DOCUMENTED_5XX = {502, 503, 504}
+# A run's body has rules across its fields that JSON Schema cannot say (every placeholder
+# filled, prompts x cases under the cap, a valid regular expression, a conversation that
+# ends with the customer): a schema-valid body may rightly get its 422 there.
+_CROSS_FIELD_RULES = {"POST /eval"}
 
 
 def test_the_api_conforms_to_its_document(
@@ -35,7 +40,7 @@ def test_the_api_conforms_to_its_document(
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {
         "POST /optimize-stream", "GET /optimize-stream/{stream_id}", "POST /v1/chat/completions",
-        "GET /v1/models", "POST /prompt/optimize-prompt", "GET /readyz",
+        "GET /v1/models", "POST /prompt/optimize-prompt", "GET /readyz", "POST /eval",
     }
     for operation in operations:
         _fuzz(operation)
@@ -49,7 +54,8 @@ def _fuzz(operation: schemathesis.APIOperation) -> None:
         response = case.call(timeout=20)
         assert response.status_code < 500 or response.status_code in _DOCUMENTED_5XX, (
             operation.label, response.status_code, response.text[:300])
-        case.validate_response(response)
+        excluded = [positive_data_acceptance] if operation.label in _CROSS_FIELD_RULES else []
+        case.validate_response(response, excluded_checks=excluded)
 
     check()
 

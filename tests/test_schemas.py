@@ -98,6 +98,18 @@ OPTIMIZE_ERRORS = [
     ({"prompt": "p", "stream": None}, "stream", ["true or false"]),
     ({"prompt": "p", "resumable": "yes"}, "resumable", ["true or false"]),
     ({"prompt": "p", "resumable": 0}, "resumable", ["true or false"]),
+    # A revision: both `previous` and `feedback`, or neither; capped like prompt and opening.
+    ({"prompt": "p", "feedback": "更简洁"}, "previous", ["required with `feedback`"]),
+    ({"prompt": "p", "previous": None, "feedback": "shorter"}, "previous", ["required"]),
+    ({"prompt": "p", "previous": "", "feedback": "shorter"}, "previous", ["required"]),
+    ({"prompt": "p", "previous": "v1"}, "feedback", ["required with `previous`"]),
+    ({"prompt": "p", "previous": "v1", "feedback": ""}, "feedback", ["required"]),
+    ({"prompt": "p", "previous": "  \n", "feedback": "x"}, "previous", ["blank"]),
+    ({"prompt": "p", "previous": "v1", "feedback": " \t"}, "feedback", ["blank"]),
+    ({"prompt": "p", "previous": "x" * 101, "feedback": "f"}, "previous", ["101", "100"]),
+    ({"prompt": "p", "previous": "v1", "feedback": "长" * 21}, "feedback", ["21", "20"]),
+    ({"prompt": "p", "previous": 3, "feedback": "f"}, "previous", ["string"]),
+    ({"prompt": "p", "previous": "v1", "feedback": ["f"]}, "feedback", ["string"]),
 ]
 
 
@@ -156,6 +168,10 @@ def test_parse_optimize_mode_names(type_: str, mode: Mode) -> None:
         ({"stream": False}, "stream", False),
         ({"resumable": True}, "resumable", True),
         ({"unknown_extra": 1}, "stream", True),  # extra fields are ignored
+        ({"previous": "v1", "feedback": "更简洁"}, "previous", "v1"),
+        ({"previous": "v1", "feedback": "更简洁"}, "feedback", "更简洁"),
+        ({"previous": "x" * 100, "feedback": "f" * 20}, "previous", "x" * 100),  # at the limits
+        ({"previous": None, "feedback": None}, "previous", None),
     ],
 )
 def test_parse_optimize_values(data: dict[str, Any], name: str, expected: Any) -> None:
@@ -173,6 +189,7 @@ def test_parse_optimize_keeps_the_prompt_verbatim(prompt: str) -> None:
         {"prompt": "p"},
         {"prompt": "p", "type": "缩写", "model": "m", "opening": "hi", "target_chars": 10},
         {"prompt": "p", "type": "expand", "stream": False},
+        {"prompt": "p", "previous": "v1 text", "feedback": "add refunds"},
     ],
 )
 def test_as_json_round_trips(data: dict[str, Any]) -> None:
@@ -181,6 +198,7 @@ def test_as_json_round_trips(data: dict[str, Any]) -> None:
     assert forwarded["type"] in ("optimize", "expand", "shorten")  # canonical name upstream
     assert ("opening" in forwarded) is (request.opening is not None)
     assert ("target_chars" in forwarded) is (request.target_chars is not None)
+    assert ("previous" in forwarded) is ("feedback" in forwarded) is (request.previous is not None)
     assert optimize(forwarded) == request
 
 

@@ -79,7 +79,7 @@ def _valid(kind: str, name: str, tmp_path: Path) -> tuple[str, Any]:
     if name.endswith("_url"):
         scheme = "redis" if "redis" in name else "http"
         return f"{scheme}://127.0.0.1:1234", f"{scheme}://127.0.0.1:1234"
-    if name == "default_model":
+    if name in ("default_model", "eval_judge"):
         return "gpt-4o-mini", "gpt-4o-mini"
     if name == "log_level":
         return "warning", "warning"
@@ -315,3 +315,10 @@ def test_proxy_passwords_are_among_the_secrets() -> None:
     settings = Settings.from_env({"HTTP_PROXY": "http://me:hunter22@p.corp:3128",
                                   "OPENAI_API_KEY": "sk-abcdefgh12345678"})
     assert set(settings.secrets()) == {"hunter22", "sk-abcdefgh12345678"}
+def test_evaluation_settings_are_checked_against_each_other_and_the_models() -> None:
+    with pytest.raises(SettingsError, match="PROMPTCAST_EVAL_JUDGE='nope' is not a configured"):
+        Settings.from_env({"PROMPTCAST_EVAL_JUDGE": "nope"})
+    with pytest.raises(SettingsError, match=r"PROMPTCAST_EVAL_CONCURRENCY .* must not exceed"):
+        Settings.from_env({"PROMPTCAST_EVAL_CONCURRENCY": "40"})
+    with pytest.raises(SettingsError, match="PROMPTCAST_EVAL_MAX_CELLS must be a positive"):
+        Settings.from_env({"PROMPTCAST_EVAL_MAX_CELLS": "0"})

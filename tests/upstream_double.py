@@ -9,6 +9,8 @@ records what it saw: requests, open connections, and clients that went away.
     double.enqueue(Script.chat(["a", "b"], then="drop"))     # close mid-stream
     double.enqueue(Script.error(429, "slow down", retry_after="7"))
     gate = double.gate(); double.enqueue(Script.chat(["a", gate, "b"]))  # waits for gate.set()
+    double.responder = lambda seen: Script.chat([answer_for(seen.json())])  # by request
+    double.respond = echo_system          # with the queue empty: answer each request by its body
 """
 
 from __future__ import annotations
@@ -117,9 +119,15 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages of a chat completions request."""
+        messages: list[dict[str, str]] = self.json()["messages"]
+        return messages
 
 
 class UpstreamDouble:
@@ -128,6 +136,12 @@ class UpstreamDouble:
     def __init__(self) -> None:
         self._scripts: list[Script] = []
         self.default: Script = Script.chat(["Hello", ",", " world", "!"])
+        # Answers by request when set (and it returns a Script): deterministic whatever
+        # order concurrent requests arrive in. Runs on the double's thread.
+        self.responder: Callable[[Seen], Script | None] | None = None
+        self.record = True  # False: keep no request (long runs whose memory is measured)
+        # Answers a request from its body when no script is queued (e.g. echo_system).
+        self.respond: Callable[[Seen], Script] | None = None
         self.requests: list[Seen] = []
         self.open_connections = 0
         self.client_closed = 0     # streams the client abandoned before the script ended
@@ -226,9 +240,19 @@ class UpstreamDouble:
                            writer: asyncio.StreamWriter) -> bool:
         method, path, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
         body = await reader.readexactly(int(headers.get("content-length", "0")))
+        seen = Seen(method, path, headers, body)
+        scripted = self.responder(seen) if self.responder is not None and body else None
         with self._cond:
-            self.requests.append(Seen(method, path, headers, body))
-            script = self._scripts.pop(0) if self._scripts else self.default
+            if self.record:
+                self.requests.append(seen)
+            if scripted is not None:
+                script = scripted
+            elif self._scripts:
+                script = self._scripts.pop(0)
+            elif self.respond is not None and not path.endswith("/models"):
+                script = self.respond(seen)
+            else:
+                script = self.default
             self._cond.notify_all()
         if path.endswith("/models"):
             payload = json.dumps({"object": "list", "data": [{"id": "scripted"}]}).encode()
@@ -301,6 +325,24 @@ class UpstreamDouble:
     def _abandoned(self) -> bool:
         self._changed(client_closed=1)
         return False
+
+
+def system_prompt(seen: Seen) -> str:
+    """The system message of a chat completions request."""
+    messages = seen.json()["messages"]
+    return "".join(m["content"] for m in messages if m["role"] == "system")
+
+
+def echo_system(seen: Seen, *, size: int = 3, gap: float = 0.0,
+                gate: threading.Event | None = None) -> Script:
+    """A chat answering with the request's system message, `size` characters a chunk; with
+    a `gate`, the first chunk goes out at once and the rest waits for `gate.set()`."""
+    text = system_prompt(seen)
+    pieces: list[str | float | threading.Event] = [
+        text[i:i + size] for i in range(0, len(text), size)]
+    if gate is not None:
+        pieces.insert(1, gate)
+    return Script.chat(pieces, gap=gap)
 
 
 def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:

@@ -27,6 +27,16 @@ class ModelSpec:
     description: str = ""
     max_tokens: int | None = None
     fallbacks: tuple[str, ...] = ()
+    # What a million tokens cost, in whatever currency the operator prices in
+    # (evaluation summaries add it up); None: not priced.
+    input_price: float | None = None
+    output_price: float | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """What these tokens cost at this model's prices; None unless both prices are set."""
+        if self.input_price is None or self.output_price is None:
+            return None
+        return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1e6
 
     @property
     def available(self) -> bool:
@@ -68,6 +78,7 @@ def _spec_from_toml(name: str, entry: Mapping[str, Any], origin: str) -> ModelSp
         raise ValueError(f"{where} must be a table of settings, not {entry!r}")
     allowed = {
         "provider", "base_url", "api_key_env", "model", "description", "max_tokens", "fallbacks",
+        "input_price", "output_price",
     }
     unknown = set(entry) - allowed
     if unknown:
@@ -85,6 +96,11 @@ def _spec_from_toml(name: str, entry: Mapping[str, Any], origin: str) -> ModelSp
     max_tokens = entry.get("max_tokens")
     if max_tokens is not None and (type(max_tokens) is not int or max_tokens <= 0):
         raise ValueError(f"{where}: max_tokens must be a positive integer")
+    input_price = _price(entry, "input_price", where)
+    output_price = _price(entry, "output_price", where)
+    if (input_price is None) != (output_price is None):
+        raise ValueError(f"{where}: give both input_price and output_price (per million "
+                         "tokens), or neither")
     return ModelSpec(
         name=name,
         provider=provider,
@@ -94,7 +110,20 @@ def _spec_from_toml(name: str, entry: Mapping[str, Any], origin: str) -> ModelSp
         description=str(entry.get("description", "")),
         max_tokens=max_tokens,
         fallbacks=tuple(fallbacks),
+        input_price=input_price,
+        output_price=output_price,
     )
+
+
+def _price(entry: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    # bool is an int to Python; a price of `true` is a typo, not a number.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e6:
+        raise ValueError(f"{where}: {key} must be a number of at least 0 (the price of a "
+                         f"million tokens), not {value!r}")
+    return float(value)
 
 
 def load_models_file(path: Path) -> list[ModelSpec]:

@@ -68,6 +68,16 @@ class Settings:
     cors_origins: str | None = None      # "https://a.example,https://b.example"; unset = off
     allow_anonymous: bool = False        # serve a non-loopback address without keys
 
+    # -- evaluation (issue 21): see evals/ and docs/eval.md ----------------
+    eval_concurrency: int = 4            # answers and judgements in flight per run, by default
+    eval_max_concurrency: int = 32       # the most a run's body may ask for
+    eval_max_cells: int = 500            # prompts x cases per run (422 beyond)
+    eval_max_case_chars: int = 8_000     # one case's text: messages, opening, rubric (422 beyond)
+    eval_max_body_bytes: int = 4 * 1024 * 1024   # POST /eval's body cap (413 beyond)
+    eval_timeout: float = 3600.0         # a whole run's limit, like total_timeout for one stream
+    eval_max_retry_wait: float = 60.0    # longest Retry-After honoured on a 429; longer fails
+    eval_judge: str | None = None        # the default judge model (else the strongest keyed one)
+
     log_level: str = "info"
 
     models: ModelTable = field(default_factory=lambda: ModelTable.build({}), compare=False)
@@ -100,6 +110,11 @@ class Settings:
             table = ModelTable.build(env, settings.models_file, settings.default_model)
         except ValueError as exc:
             raise SettingsError(str(exc)) from exc
+        if settings.eval_judge is not None and settings.eval_judge not in table:
+            raise SettingsError(
+                f"{PREFIX}EVAL_JUDGE={settings.eval_judge!r} is not a configured model; "
+                f"known: {', '.join(table.names())}"
+            )
         return replace(settings, models=table)
 
     def secrets(self) -> list[str]:
@@ -109,12 +124,14 @@ class Settings:
     def _check(self) -> None:
         for name in ("first_token_timeout", "idle_timeout", "total_timeout",
                      "heartbeat_interval", "connect_timeout", "resume_grace", "stream_ttl",
-                     "lease_ttl", "drain_timeout"):
+                     "lease_ttl", "drain_timeout", "eval_timeout", "eval_max_retry_wait"):
             if not getattr(self, name) > 0:  # NaN is not a number of seconds either
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive number of seconds")
         for name in ("max_body_bytes", "max_prompt_chars", "max_opening_chars",
                      "max_event_bytes", "local_queue_size", "local_max_tokens", "local_context",
-                     "stream_max_events", "stream_max_bytes", "store_max_bytes"):
+                     "stream_max_events", "stream_max_bytes", "store_max_bytes",
+                     "eval_concurrency", "eval_max_concurrency", "eval_max_cells",
+                     "eval_max_case_chars", "eval_max_body_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
         if self.redis_url is not None and not self.redis_url.startswith(
@@ -135,6 +152,11 @@ class Settings:
         if self.log_level.lower() not in LOG_LEVELS:
             raise SettingsError(
                 f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
+            )
+        if self.eval_concurrency > self.eval_max_concurrency:
+            raise SettingsError(
+                f"{PREFIX}EVAL_CONCURRENCY ({self.eval_concurrency}) must not exceed "
+                f"{PREFIX}EVAL_MAX_CONCURRENCY ({self.eval_max_concurrency})"
             )
         # -- security (issue 6) ----------------------------------------------
         for name in ("rate_limit_per_minute", "max_concurrent_streams"):

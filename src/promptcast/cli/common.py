@@ -1,17 +1,25 @@
-"""What the commands share: settings from flags, the stream limits' flags, a stream printed."""
+"""What the commands share: settings from flags, the stream limits' flags, a stream printed,
+the model service in this process, and a server's event streams."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import AsyncIterator
-from typing import Any, TextIO
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
+import httpx
 import orjson
 
+from promptcast.errors import InvalidField
 from promptcast.providers.base import ChunkStream
 from promptcast.settings import Settings
-from promptcast.wire.sse import DONE, Event
+from promptcast.wire.sse import DONE, Decoder, Event
+
+if TYPE_CHECKING:
+    from promptcast.service.model_service import ModelService
 
 
 def add_timeouts(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +51,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def _content(event: Event) -> str:
+def content_of(event: Event) -> str:
     """The text delta of one chunk event, or '' for usage-only chunks."""
     chunk = orjson.loads(event.data)
     choices = chunk.get("choices") or []
@@ -75,7 +83,7 @@ async def _write_events(events: Any, out: TextIO) -> int:
             out.write("\n")
             out.flush()
             return 0
-        out.write(_content(event))
+        out.write(content_of(event))
         out.flush()
     print("\npromptcast: the stream was cut off before it was complete", file=sys.stderr)
     return 1
@@ -86,3 +94,69 @@ async def chunk_events(stream: ChunkStream) -> AsyncIterator[Event]:
     async for chunk in stream:
         yield Event(chunk.data)
     yield DONE
+
+
+@asynccontextmanager
+async def local_service(settings: Settings) -> AsyncIterator[ModelService]:
+    """The model service in this process, its providers and HTTP client closed after."""
+    from promptcast.providers import ProviderRegistry
+    from promptcast.redact import Redactor
+    from promptcast.service.model_service import ModelService
+    from promptcast.wire.choose import choose_transport
+
+    client = choose_transport(settings)
+    registry = ProviderRegistry(settings, client, Redactor(settings.secrets()))
+    try:
+        yield ModelService(settings.models, registry)
+    finally:
+        await registry.aclose()
+        await client.aclose()
+
+
+class Refused(Exception):
+    """The server answered a stream start with an HTTP error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@asynccontextmanager
+async def server_events(server: str, path: str, body: dict[str, Any],
+                        api_key: str | None = None) -> AsyncIterator[AsyncIterator[Event]]:
+    """POST `body` to a running promptcast and read its event stream; Refused if it says no."""
+    async def events(response: httpx.Response) -> AsyncIterator[Event]:
+        decoder = Decoder()
+        async for raw in response.aiter_bytes():
+            for event in decoder.feed(raw):
+                yield event
+
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=None), trust_env=False) as client,
+        client.stream(
+            "POST", f"{server.rstrip('/')}{path}", json=body,
+            headers={"Accept": "text/event-stream",
+                     **({"Authorization": f"Bearer {api_key}"} if api_key else {})},
+        ) as response,
+    ):
+        if response.status_code != 200:
+            await response.aread()
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise Refused(response.status_code, message)
+        yield events(response)
+
+
+def read_text(path: Path, field: str) -> str:
+    """A text file's content, or standard input's for `-`; a clear error naming `field`."""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidField(f"cannot read {field} file {str(path)!r}: {reason}",
+                           field=field) from None

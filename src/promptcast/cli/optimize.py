@@ -8,12 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-
-from promptcast.cli.common import add_timeouts, chunk_events, print_events
+from promptcast.cli.common import (
+    Refused,
+    add_timeouts,
+    chunk_events,
+    local_service,
+    print_events,
+    read_text,
+    server_events,
+)
+from promptcast.errors import InvalidField
 from promptcast.service.prompts import MODE_ALIASES
 from promptcast.settings import Settings
-from promptcast.wire.sse import Decoder
 
 
 def register(commands: Any) -> None:
@@ -25,6 +31,12 @@ def register(commands: Any) -> None:
     optimize.add_argument("--model", help="model name (default: the configured default)")
     optimize.add_argument("--opening", help="the opening line the bot must say first")
     optimize.add_argument("--target-chars", type=int, help="length to aim for (expand/shorten)")
+    optimize.add_argument("--previous", type=Path, metavar="FILE",
+                          help="revise this earlier rewrite (a file, '-' for standard input) "
+                               "according to --feedback")
+    optimize.add_argument("--feedback", metavar="TEXT",
+                          help="what to change in --previous, e.g. \"更简洁\" or "
+                               "\"add a section on refunds\"")
     optimize.add_argument("--server", metavar="URL",
                           help="go through a running promptcast at URL instead of in-process")
     optimize.add_argument("--api-key", metavar="KEY",
@@ -43,6 +55,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _body(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    if args.prompt == "-" and str(args.previous) == "-":
+        raise InvalidField("only one of PROMPT and --previous can read standard input",
+                           field="previous")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     # Without --model, whoever runs the model picks its default (this process, or --server's).
     body: dict[str, Any] = {"prompt": prompt, "type": args.type, "model": args.model}
@@ -50,57 +65,35 @@ def _body(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         body["opening"] = args.opening
     if args.target_chars:
         body["target_chars"] = args.target_chars
+    # Both or neither: the server (or parse_optimize here) names the missing one.
+    if args.previous is not None:
+        body["previous"] = read_text(args.previous, "previous")
+    if args.feedback is not None:
+        body["feedback"] = args.feedback
     return body
 
 
 async def _optimize_remote(server: str, body: dict[str, Any], out: TextIO,
                            api_key: str | None = None) -> int:
-    async def events(response: httpx.Response) -> Any:
-        decoder = Decoder()
-        async for raw in response.aiter_bytes():
-            for event in decoder.feed(raw):
-                yield event
-
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(10, read=None), trust_env=False) as client,
-        client.stream(
-            "POST", f"{server.rstrip('/')}/optimize-stream", json=body,
-            headers={"Accept": "text/event-stream",
-                     **({"Authorization": f"Bearer {api_key}"} if api_key else {})},
-        ) as response,
-    ):
-        if response.status_code != 200:
-            await response.aread()
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:200]
-            print(f"promptcast: {response.status_code}: {message}", file=sys.stderr)
-            return 1
-        return await print_events(events(response), out)
+    try:
+        async with server_events(server, "/optimize-stream", body, api_key) as events:
+            return await print_events(events, out)
+    except Refused as refused:
+        print(f"promptcast: {refused}", file=sys.stderr)
+        return 1
 
 
 async def _optimize_local(settings: Settings, body: dict[str, Any], out: TextIO) -> int:
-    from promptcast.providers import ProviderRegistry
-    from promptcast.redact import Redactor
-    from promptcast.service.model_service import ModelService
     from promptcast.service.schemas import parse_optimize
-    from promptcast.wire.choose import choose_transport
 
     request = parse_optimize(
         body, default_model=settings.models.default,
         max_prompt_chars=settings.max_prompt_chars, max_opening_chars=settings.max_opening_chars,
     )
-    client = choose_transport(settings)
-    registry = ProviderRegistry(settings, client, Redactor(settings.secrets()))
-    try:
-        service = ModelService(settings.models, registry)
+    async with local_service(settings) as service:
         stream = await service.optimize(request)
         try:
             async with asyncio.timeout(settings.total_timeout):
                 return await print_events(chunk_events(stream), out)
         finally:
             await stream.aclose()
-    finally:
-        await registry.aclose()
-        await client.aclose()

@@ -49,7 +49,7 @@ from promptcast.ops.ratelimit import (
 )
 from promptcast.settings import Settings, cors_origin_list, read_api_keys
 
-_API_PATHS = ("/optimize-stream", "/mcp")
+_API_PATHS = ("/optimize-stream", "/eval", "/mcp")
 _API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/", "/mcp/")
 _RESUME_PREFIXES = ("/optimize-stream/", "/prod-api/optimize-stream/")
 _CORS_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]

@@ -233,7 +233,7 @@ def _streams_route(method: str, path: str) -> bool:
     """Requests that open a stream (or a one-shot completion): what the stream cap counts."""
     if method == "POST":
         return path in ("/optimize-stream", "/prod-api/optimize-stream",
-                        "/prompt/optimize-prompt", "/v1/chat/completions")
+                        "/prompt/optimize-prompt", "/v1/chat/completions", "/eval")
     if method in ("GET", "HEAD"):
         for prefix in ("/optimize-stream/", "/prod-api/optimize-stream/"):
             if path.startswith(prefix) and "/" not in path[len(prefix):]:

@@ -31,9 +31,19 @@ from typing import Any
 from promptcast.errors import Overloaded, PromptcastError, UpstreamError
 from promptcast.models import ModelSpec
 from promptcast.providers.base import ChatChunk, ChatRequest, PullStream, make_chunk
+from promptcast.providers.repetition import LoopGuard
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger("promptcast.llama")
+
+# A 135M model left alone repeats one sentence until its length cap; a mild
+# penalty on its recent tokens makes that rarer (tuned in bench/local_repetition.py,
+# figures in docs/local-model.md), and the LoopGuard ends the loops that remain.
+SAMPLING: dict[str, float] = {
+    "temperature": 0.7,
+    "top_p": 0.95,
+    "repeat_penalty": 1.15,
+}
 
 
 def default_model_path() -> Path:
@@ -126,6 +136,7 @@ class _LlamaStream(PullStream):
         self._provider = provider
         self._request = request
         self._released = False
+        self._holds_slot = False
         self._iterator: AsyncIterator[ChatChunk] | None = None
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
@@ -139,16 +150,21 @@ class _LlamaStream(PullStream):
 
     async def _chunks(self) -> AsyncIterator[ChatChunk]:
         provider = self._provider
-        assert provider._slot is not None
+        slot = provider._slot
+        assert slot is not None
+        await slot.acquire()
+        self._holds_slot = True
         try:
-            async with provider._slot:
-                model = await asyncio.to_thread(provider._load)
-                async for chunk in self._generate(model):
-                    yield chunk
+            model = await asyncio.to_thread(provider._load)
+            async for chunk in self._generate(model, slot):
+                yield chunk
         finally:
+            if self._holds_slot:  # no generation took it over
+                self._holds_slot = False
+                slot.release()
             self._release()
 
-    async def _generate(self, model: Any) -> AsyncIterator[ChatChunk]:
+    async def _generate(self, model: Any, slot: asyncio.Lock) -> AsyncIterator[ChatChunk]:
         request = self._request
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -160,6 +176,10 @@ class _LlamaStream(PullStream):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
 
+        # The caller's own choices win over the tuned defaults.
+        sampling = {name: value for name, value in (
+            ("temperature", request.temperature), ("top_p", request.top_p)) if value is not None}
+
         def work() -> None:
             generated = 0
             try:
@@ -167,30 +187,55 @@ class _LlamaStream(PullStream):
                     messages=[m.as_dict() for m in request.messages],
                     stream=True,
                     max_tokens=max_tokens,
-                    temperature=0.7 if request.temperature is None else request.temperature,
-                    top_p=0.95 if request.top_p is None else request.top_p,
+                    **{**SAMPLING, **sampling},
                     stop=list(request.stop) or None,
                 )
+                guard = LoopGuard()
                 for piece in pieces:
                     if stop.is_set():
                         break
                     choice = piece["choices"][0]
                     text = choice["delta"].get("content")
+                    finish = choice.get("finish_reason")
                     if text:
                         generated += 1
-                    put("piece", (text, choice.get("finish_reason")))
+                        text = guard.feed(text)
+                        if text is None:
+                            log.info("the embedded model repeated a line; generation stopped")
+                            put("piece", (None, "stop"))
+                            break
+                    if finish:
+                        text = (text or "") + guard.flush()
+                    put("piece", (text, finish))
                 put("usage", (model.n_tokens - generated, generated))
             except Exception as exc:  # surfaced on the loop as an error frame
                 put("error", exc)
             finally:
                 put("end", None)
+                with contextlib.suppress(RuntimeError):  # the loop closed at interpreter exit
+                    loop.call_soon_threadsafe(thread_done)
 
         completion_id = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         name = self._provider.spec.name
+        provider = self._provider
+
+        def thread_done() -> None:
+            provider.generations_running -= 1
+            slot.release()
+
         thread = threading.Thread(target=work, name="promptcast-llama", daemon=True)
-        self._provider.generations_running += 1
-        thread.start()
+        provider.generations_running += 1
+        # From here the thread gives the slot back when it ends, not this generator:
+        # a consumer cancelled twice can leave the wait below early, and two
+        # threads must never share the model.
+        self._holds_slot = False
+        try:
+            thread.start()
+        except BaseException:
+            provider.generations_running -= 1
+            self._holds_slot = True
+            raise
         ended = False
         # The role rides on the first real token, so the first chunk marks the
         # first token and the relay's first-token timeout means what it says.
@@ -221,12 +266,11 @@ class _LlamaStream(PullStream):
                     return
         finally:
             stop.set()
-            # Keep the slot until the thread is done with the model; it checks
+            # Closing waits for the thread to be done with the model; it checks
             # `stop` between tokens, so this wait is one token long.
             while not ended:
                 kind, _ = await queue.get()
                 ended = kind == "end"
-            self._provider.generations_running -= 1
 
     async def _close(self) -> None:
         if self._iterator is not None:

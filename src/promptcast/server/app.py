@@ -28,6 +28,7 @@ from promptcast.relay.drain import Drain
 from promptcast.server.door import Door
 from promptcast.server.http import error_response
 from promptcast.server.protocol import DOOR
+from promptcast.server.routes.eval import eval_run
 from promptcast.server.routes.ops import (
     STATIC,
     healthz,
@@ -66,6 +67,7 @@ def routes() -> list[BaseRoute]:
         Route("/prod-api/optimize-stream/{stream_id}", resume_stream, methods=["GET"]),
         Route("/prod-api/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/eval", eval_run, methods=["POST"]),
         Route("/mcp", McpRoute()),  # MCP's Streamable HTTP: POST, GET and DELETE
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -36,11 +36,12 @@ def request_id_of(request: Request) -> str:
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The JSON object body, refused early when it is not JSON or too large."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not is_json(ctype):
-        raise UnsupportedMediaType(
-            f"send the body as JSON with Content-Type: application/json, not {ctype}"
-        )
+    check_json_type(request.headers.get("content-type"))
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused early (`PayloadTooLarge`) when it is over `limit` bytes."""
     too_large = PayloadTooLarge(f"the request body is larger than the {limit}-byte limit")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
@@ -57,10 +58,13 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise too_large
         if not message.get("more_body", False):
-            return parse_json(b"".join((*parts, part)) if parts else part)
+            return b"".join((*parts, part)) if parts else part
         parts.append(part)
 
 
-def is_json(ctype: str) -> bool:
-    """Whether a body of (lower-case, parameterless) type `ctype` may be read as JSON."""
-    return not ctype or ctype == "application/json" or ctype.endswith("+json")
+def check_json_type(content_type: str | None) -> None:
+    """Refuse (415) a body whose `Content-Type` is not JSON; none at all is taken as JSON."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send the body as JSON with Content-Type: application/json, not {ctype}")

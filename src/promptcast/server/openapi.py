@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Final
 
 from promptcast import __version__
+from promptcast.evals.plan import MAX_NAME_CHARS, MAX_PROMPTS
+from promptcast.evals.testset import SCHEMA_PATH
 from promptcast.service.schemas import MAX_TOKENS_LIMIT
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+# The test-set format's own schema (shipped with the package): one case of it is a TestCase.
+TESTSET_SCHEMA: Final[dict[str, Any]] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -123,17 +128,79 @@ def _optimize_schema(max_prompt: int, max_opening: int, *, gateway: bool) -> dic
             "target_chars": {"type": "integer", "minimum": 1, "maximum": 100000},
             "stream": {"const": True} if gateway else {"type": "boolean"},
             "resumable": {"type": "boolean"},
+            "previous": {"type": "string", "minLength": 1, "maxLength": max_prompt,
+                         "pattern": NOT_BLANK,
+                         "description": "An earlier rewrite to revise (with `feedback`)"},
+            "feedback": {"type": "string", "minLength": 1, "maxLength": max_opening,
+                         "pattern": NOT_BLANK,
+                         "description": "What to change in `previous` (with `previous`)"},
         },
+        # A revision needs both the rewrite and what to change in it.
+        "dependentRequired": {"previous": ["feedback"], "feedback": ["previous"]},
         # A target length only makes sense when the length is what changes.
         "if": {"required": ["target_chars"]},
         "then": {"required": ["type"], "properties": {"type": {"enum": resizing}}},
     }
 
 
-def document(*, max_prompt_chars: int, max_opening_chars: int) -> dict[str, Any]:
+def _eval_schema(max_prompt: int, max_opening: int, max_cells: int,
+                 max_concurrency: int) -> dict[str, Any]:
+    prompt = {"type": "object", "required": ["name", "text"], "additionalProperties": False,
+              "properties": {
+                  "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS,
+                           "pattern": NOT_BLANK, "not": {"const": "tie"}},
+                  "text": {"type": "string", "minLength": 1, "maxLength": max_prompt,
+                           "pattern": NOT_BLANK},
+                  "opening": {"type": ["string", "null"], "maxLength": max_opening}}}
+    return {
+        "type": "object", "required": ["prompts", "cases"], "additionalProperties": False,
+        "properties": {
+            "prompts": {"type": "array", "minItems": 1, "maxItems": MAX_PROMPTS,
+                        "uniqueItems": True, "items": prompt,
+                        "description": "Names must differ from each other"},
+            "cases": {"type": "array", "minItems": 1, "maxItems": max_cells,
+                      "items": {"$ref": "#/components/schemas/TestCase"},
+                      "description": f"At most {max_cells} prompts x cases in all"},
+            "model": {"type": "string", "description": "Default: the server's default model"},
+            "judge": {"type": ["string", "boolean", "null"],
+                      "description": "A model; absent or null: the default judge; false: none"},
+            "pairwise": {"type": "boolean"},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": max_concurrency},
+            "vars": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
+            "opening": {"type": ["string", "null"], "maxLength": max_opening},
+            "deltas": {"type": "boolean", "description": "Also stream `event: delta` pieces"},
+        },
+    }
+
+
+_EVAL_SSE: dict[str, Any] = {
+    "description": "An event stream: `event: cell`, `event: delta` (when asked), `event: "
+                   "judgement`, one `event: summary`, then `data: [DONE]`; or a terminal "
+                   "`event: error` / `event: timeout`. docs/eval.md describes each payload.",
+    "headers": _SSE["headers"],
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["data"],
+        "properties": {
+            "data": {"type": "string", "description": "one JSON object, or [DONE]"},
+            "event": {"enum": ["cell", "delta", "judgement", "summary", "message", "error",
+                               "timeout"]},
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]+\\.[0-9]+$|^$"},
+        },
+    }}},
+}
+
+
+def document(*, max_prompt_chars: int, max_opening_chars: int, max_eval_cells: int = 500,
+             max_eval_concurrency: int = 32) -> dict[str, Any]:
     """The OpenAPI document, with this server's limits."""
+    testcase = dict(TESTSET_SCHEMA["$defs"]["case"])
+    testcase["properties"] = {**testcase["properties"],
+                              "vars": TESTSET_SCHEMA["$defs"]["vars"]}
     schemas = {
         **SCHEMAS,
+        "TestCase": testcase,
+        "EvalRequest": _eval_schema(max_prompt_chars, max_opening_chars, max_eval_cells,
+                                    max_eval_concurrency),
         "OptimizeStream": _optimize_schema(max_prompt_chars, max_opening_chars, gateway=True),
         "Optimize": _optimize_schema(max_prompt_chars, max_opening_chars, gateway=False),
     }
@@ -188,6 +255,12 @@ def document(*, max_prompt_chars: int, max_opening_chars: int) -> dict[str, Any]
                                 "schema": {"$ref": "#/components/schemas/ChatCompletion"}}}},
                     **_errors(*_STREAM_ERRORS),
                 },
+            }},
+            "/eval": {"post": {
+                "summary": "Evaluate prompts on test cases: answers, rule checks, a judge, "
+                           "pairwise verdicts, a summary (streamed)",
+                "operationId": "eval", "requestBody": _body("EvalRequest"),
+                "responses": {"200": _EVAL_SSE, **_errors(*_STREAM_ERRORS)},
             }},
             "/v1/models": {"get": {"summary": "Configured models and whether each is usable",
                                    "operationId": "models",

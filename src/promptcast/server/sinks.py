@@ -71,12 +71,7 @@ class ChannelSink:
         self._channel.on_writable(callback)
 
     def _lost(self) -> None:
-        # A writer waiting for the client to drain must hear of it too.
-        writable, stop = self._on_writable, self._on_stop
-        if writable is not None:
-            writable()
-        if stop is not None:
-            stop(None)
+        _tell_lost(self._on_writable, self._on_stop)
 
     async def close(self, frames: list[bytes], first_seq: int, conclude: Conclude) -> bool:
         channel = self._channel
@@ -160,11 +155,7 @@ class SendSink:
             return
         self.gone = True
         self.paused = False
-        writable, stop = self._on_writable, self._on_stop
-        if writable is not None:
-            writable()
-        if stop is not None:
-            stop(None)
+        _tell_lost(self._on_writable, self._on_stop)
 
     async def close(self, frames: list[bytes], first_seq: int, conclude: Conclude) -> bool:
         self._watch.cancel()
@@ -186,6 +177,14 @@ class SendSink:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._writer
         return delivered
+
+
+def _tell_lost(writable: Callable[[], object] | None, stop: Stopped | None) -> None:
+    """The client left: a writer waiting for it to drain must hear of it too, then the relay."""
+    if writable is not None:
+        writable()
+    if stop is not None:
+        stop(None)
 
 
 def ended_by_send(send: Send) -> Ender:

@@ -12,9 +12,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
-from promptcast.errors import InvalidField, PromptcastError, UnsupportedMediaType
+from promptcast.errors import InvalidField, PromptcastError
 from promptcast.providers.base import ChatRequest, ChunkStream
-from promptcast.relay.relay import Upstream
+from promptcast.relay.relay import Limits, Upstream
+from promptcast.server.http import check_json_type
 from promptcast.server.runtime import Runtime
 from promptcast.service.optimizer_models import optimize_body, split_name, with_sampling
 from promptcast.service.prompts import Mode
@@ -75,6 +76,7 @@ class Start:
     label: str = ""  # the model errors are counted under: as the client named it
     idempotency_key: str | None = None
     body: OptimizeRequest | None = None
+    limits: Limits | None = None  # its own limits (an evaluation's are longer), else the settings'
 
 
 class NotStarted(Exception):
@@ -91,10 +93,7 @@ def plan(route: Route, head: Head, body: bytes | bytearray, rt: Runtime,
     """Judge a stream start; raises `NotStarted` with the client's error when it is refused."""
     label = ""
     try:
-        ctype = (head.content_type or "").split(";")[0].strip().lower()
-        if not is_json(ctype):
-            raise UnsupportedMediaType(
-                f"send the body as JSON with Content-Type: application/json, not {ctype}")
+        check_json_type(head.content_type)
         data = parse_json(body)
         if route is Route.CHAT:
             label = str(data.get("model") or "")
@@ -107,11 +106,6 @@ def plan(route: Route, head: Head, body: bytes | bytearray, rt: Runtime,
         return _optimize(route, optimize, head, rt, request_id)
     except PromptcastError as exc:
         raise NotStarted(exc, label) from None
-
-
-def is_json(ctype: str) -> bool:
-    """Whether a body of (lower-case, parameterless) type `ctype` may be read as JSON."""
-    return not ctype or ctype == "application/json" or ctype.endswith("+json")
 
 
 def _optimize(route: Route, body: OptimizeRequest, head: Head, rt: Runtime,

@@ -76,8 +76,8 @@ async def serve(rt: Runtime, start: Start, conn: Connection) -> None:
     stream_id = ids.stream_id()
     sink = await conn.start([(b"x-stream-id", stream_id.encode()),
                              (b"x-request-id", start.request_id.encode())])
-    relay = Relay(upstream, rt.limits, stream_id, openai_errors=start.openai_errors,
-                  loop=conn.loop)
+    relay = Relay(upstream, start.limits or rt.limits, stream_id,
+                  openai_errors=start.openai_errors, loop=conn.loop)
     rt.metrics.started(start.model)
     stats = await relay.run(sink, rt.drain)
     finished(rt, stats, model=start.model, mode=start.mode, request_id=start.request_id,

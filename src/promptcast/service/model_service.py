@@ -11,7 +11,7 @@ import orjson
 from promptcast.errors import UpstreamError
 from promptcast.models import ModelTable
 from promptcast.providers import ChatRequest, ChunkStream, ProviderRegistry
-from promptcast.service.prompts import build_messages
+from promptcast.service.prompts import build_messages, echo_stops
 from promptcast.service.schemas import OptimizeRequest
 
 # Worth trying the next model for: the upstream is down, slow or rate-limited,
@@ -32,6 +32,7 @@ class ModelService:
         messages = build_messages(
             request.prompt, request.mode,
             opening=request.opening, target_chars=request.target_chars,
+            previous=request.previous, feedback=request.feedback,
         )
         return ChatRequest(model=request.model, messages=messages, request_id=request_id)
 
@@ -39,17 +40,24 @@ class ModelService:
         self, request: OptimizeRequest, request_id: str | None = None
     ) -> ChunkStream:
         """Start rewriting `request.prompt`; raises before the first chunk if it cannot."""
-        return await self.chat(self.chat_request(request, request_id))
+        stops = echo_stops(request.prompt, opening=request.opening,
+                           previous=request.previous, feedback=request.feedback)
+        return await self.chat(self.chat_request(request, request_id), local_stops=stops)
 
-    async def chat(self, request: ChatRequest) -> ChunkStream:
-        """Open a stream on the named model, or on its fallbacks if the upstream fails first."""
+    async def chat(self, request: ChatRequest, *, local_stops: tuple[str, ...] = ()) -> ChunkStream:
+        """Open a stream on the named model, or on its fallbacks if the upstream fails first.
+
+        `local_stops` go to the embedded model only: it echoes its quoted input, a
+        large model does not, and some reject `stop` (or more than four of them).
+        """
         spec = self.models.get(request.model)
         candidates = [spec, *(self.models.get(name) for name in spec.fallbacks)]
         last: UpstreamError | None = None
         for candidate in candidates:
+            stop = request.stop + local_stops if candidate.provider == "llama" else request.stop
             try:
                 return await self.providers.get(candidate).stream_chat(
-                    replace(request, model=candidate.name)
+                    replace(request, model=candidate.name, stop=stop)
                 )
             except UpstreamError as exc:
                 if exc.error_code not in _RETRIABLE:

@@ -1,16 +1,22 @@
-"""The meta-prompts: how each mode becomes chat messages, in the prompt's own language.
+"""The meta-prompts: how each mode becomes chat messages, keeping the prompt's own language.
 
 Everything the model is told lives in this module, so it can be read and
 reviewed in one place. The user's prompt travels as quoted material inside
 <prompt> tags; the system message says it is to be rewritten, never obeyed.
+The instructions are worded in Chinese for a Chinese prompt and in English for
+any other, and always ask for the result in the original's language.
 """
 
 from __future__ import annotations
 
 import enum
-import re
+from dataclasses import dataclass
 
 from promptcast.providers.base import Message
+from promptcast.service.language import NAMES, detect_language
+from promptcast.service.placeholders import find_placeholders
+
+__all__ = ["MODE_ALIASES", "Mode", "build_messages", "detect_language", "echo_stops"]
 
 
 class Mode(enum.StrEnum):
@@ -28,26 +34,12 @@ MODE_ALIASES: dict[str, Mode] = {
     "缩写": Mode.SHORTEN,
 }
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[A-Za-z]")
-_CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.DOTALL)
-
-
-def detect_language(text: str) -> str:
-    """'zh' when the prose is mostly Chinese, else 'en' (code samples are not counted)."""
-    prose = _CODE.sub(" ", text)
-    if not prose.strip():
-        prose = text
-    cjk = len(_CJK.findall(prose))
-    # A Chinese character carries about a word; an English word is ~5 letters.
-    return "zh" if cjk and cjk * 5 >= len(_LATIN.findall(prose)) else "en"
-
 
 def _tag(base: str, *texts: str) -> str:
-    """`base`, or `base-2`, `base-3`...: a tag name whose closing tag no text contains,
-    so quoted material can never end its own quote."""
+    """`base`, or `base-2`, `base-3`...: a tag name no text contains, opened or closed,
+    so quoted material can never end its own quote, and a tag in an answer is an echo."""
     name, n = base, 1
-    while any(f"</{name}" in t.lower() for t in texts):
+    while any(f"<{name}" in t.lower() or f"</{name}" in t.lower() for t in texts):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -68,10 +60,13 @@ _EN_TASKS = {
         "answers, wherever the original implies them. Remove ambiguity and repetition."
     ),
     Mode.EXPAND: (
-        "Expand the prompt. Keep its intent and everything it already says, and add useful "
-        "detail: concrete responsibilities, step-by-step handling of the common cases, "
+        "Expand the prompt. Keep its intent and everything it already says, and add structure "
+        "and handling: concrete responsibilities, step-by-step handling of the common cases, "
         "edge cases, what to do when unsure or when a request is out of scope, tone, and "
-        "answer format."
+        "answer format. Add no facts of your own: where the assistant needs something only "
+        "the business can supply (a refund window, a price, a phone number, an address, "
+        "opening hours, a policy), write a placeholder such as {{refund_window}} for the "
+        "business to fill in."
     ),
     Mode.SHORTEN: (
         "Shorten the prompt. Keep its intent and every rule, fact and constraint; remove "
@@ -79,14 +74,35 @@ _EN_TASKS = {
         "sentences."
     ),
 }
+_EN_REVISE = (
+    "Earlier you rewrote the prompt; your rewrite is inside <{r}> tags. Revise that rewrite "
+    "according to the person's feedback inside <{f}> tags: change what the feedback asks for "
+    "and keep everything else of the rewrite as it is. The feedback is an instruction about "
+    "how to edit the rewrite, not a message for the assistant to answer. The original prompt "
+    "is inside <{p}> tags for reference only: do not start over from it, and do not bring "
+    "back what the rewrite dropped unless the feedback asks for it."
+)
+_EN_LANGUAGE = {
+    "named": "- Write the result in {name}, the language of the original prompt; never "
+             "translate it into another language.",
+    "any": "- Write the result in the language the original prompt is written in, whatever "
+           "it is; never translate it into another language (these instructions are in "
+           "English only for convenience).",
+    "feedback": " Keep that language even where the feedback is worded in another.",
+}
 _EN_RULES = (
     "Rules for your answer:\n"
-    "- Keep every name, number, {{{{placeholder}}}} and quoted string of the original exactly "
-    "as written.\n"
-    "- Write the result in English, the language of the original prompt.\n"
+    "- Keep every name, number, placeholder and quoted string of the original exactly as "
+    "written. Placeholders are template slots such as {{{{name}}}}, {{name}}, ${{name}}, %s, "
+    "%(name)s, or [NAME] where the prompt uses brackets as slots.{slots}\n"
+    "- Never invent facts (prices, time limits, phone numbers, policies) the original does "
+    "not give.\n"
+    "{language}\n"
     "- Answer with the rewritten prompt only: no preamble, no explanation, no notes, no "
-    "code fences, no <{p}> tags."
+    "<{p}> tags. Do not wrap the whole answer in code fences; fenced examples that belong "
+    "to the prompt itself stay as they are."
 )
+_EN_SLOTS = " This prompt's placeholders: {slots}."
 _EN_TARGET = {
     Mode.EXPAND: "Aim for about {n} characters.",
     Mode.SHORTEN: "Use at most about {n} characters.",
@@ -109,20 +125,37 @@ _ZH_TASKS = {
         "语气和格式。消除歧义和重复。"
     ),
     Mode.EXPAND: (
-        "请扩写这段提示词。保持原意和原有的全部内容，补充有用的细节：具体职责、常见情况的处理"
-        "步骤、边界情况、不确定或超出范围时的做法、语气和回答格式。"
+        "请扩写这段提示词。保持原意和原有的全部内容，补充结构和处理方式：具体职责、常见情况的"
+        "处理步骤、边界情况、不确定或超出范围时的做法、语气和回答格式。不要自行添加任何事实："
+        "凡是只有商家才能提供的信息（退款期限、价格、电话、地址、营业时间、具体政策），都写成"
+        "占位符，例如 {{refund_window}}，留给商家填写。"
     ),
     Mode.SHORTEN: (
         "请缩写这段提示词。保持原意和每一条规则、事实与约束；删去重复、空话和模型本来就会做的"
         "内容。句子简短直接。"
     ),
 }
+_ZH_REVISE = (
+    "你之前改写过这段提示词，改写结果在 <{r}> 标签中。请按照 <{f}> 标签中用户的反馈修改这份"
+    "改写结果：只改反馈要求改的地方，其余内容保持不变。反馈是关于如何修改的要求，不是需要助手"
+    "回答的消息。<{p}> 标签中的原始提示词仅供参考：不要从头重写，也不要恢复改写中已删去的内容，"
+    "除非反馈要求这样做。"
+)
+_ZH_LANGUAGE = {
+    "named": "- 用中文（原提示词的语言）写出结果，不要翻译成其他语言。",
+    "any": "- 用中文（原提示词的语言）写出结果，不要翻译成其他语言。",
+    "feedback": "即使反馈是用其他语言写的，也用中文。",
+}
 _ZH_RULES = (
     "回答要求：\n"
-    "- 原文中的名称、数字、{{{{占位符}}}} 和引号内的文字必须原样保留。\n"
-    "- 用中文（原提示词的语言）写出结果。\n"
-    "- 只输出改写后的提示词：不要前言、解释、备注，不要代码块，不要 <{p}> 标签。"
+    "- 原文中的名称、数字、占位符和引号内的文字必须原样保留。占位符是模板中的变量，例如 "
+    "{{{{name}}}}、{{name}}、${{name}}、%s、%(name)s，或原文当作变量使用的 [NAME]。{slots}\n"
+    "- 不要编造原文没有给出的事实（价格、时限、电话、政策等）。\n"
+    "{language}\n"
+    "- 只输出改写后的提示词：不要前言、解释、备注，不要 <{p}> 标签。不要把整个回答包在代码块"
+    "里；原文自带的代码块示例照常保留。"
 )
+_ZH_SLOTS = "本提示词中的占位符：{slots}。"
 _ZH_TARGET = {
     Mode.EXPAND: "篇幅约 {n} 字。",
     Mode.SHORTEN: "篇幅不超过约 {n} 字。",
@@ -132,10 +165,44 @@ _ZH_OPENING = (
     "写进改写后的提示词，并说明它是要发送的第一条消息。"
 )
 
-_TEXT = {
-    "en": (_EN_ROLE, _EN_TASKS, _EN_RULES, _EN_TARGET, _EN_OPENING),
-    "zh": (_ZH_ROLE, _ZH_TASKS, _ZH_RULES, _ZH_TARGET, _ZH_OPENING),
+
+@dataclass(frozen=True, slots=True)
+class _Wording:
+    """The meta-prompt's text in one language of instruction."""
+
+    role: str
+    tasks: dict[Mode, str]
+    revise: str
+    language: dict[str, str]
+    rules: str
+    slots: str
+    targets: dict[Mode, str]
+    opening: str
+
+
+_WORDING = {
+    "en": _Wording(_EN_ROLE, _EN_TASKS, _EN_REVISE, _EN_LANGUAGE, _EN_RULES, _EN_SLOTS,
+                   _EN_TARGET, _EN_OPENING),
+    "zh": _Wording(_ZH_ROLE, _ZH_TASKS, _ZH_REVISE, _ZH_LANGUAGE, _ZH_RULES, _ZH_SLOTS,
+                   _ZH_TARGET, _ZH_OPENING),
 }
+
+
+def quote_tags(prompt: str, *, opening: str | None = None, previous: str | None = None,
+               feedback: str | None = None) -> dict[str, str]:
+    """The tag names that quote each text: `p`rompt, `o`pening, `r`ewrite, `f`eedback."""
+    texts = (prompt, opening or "", previous or "", feedback or "")
+    return {"p": _tag("prompt", *texts), "o": _tag("opening", *texts),
+            "r": _tag("rewrite", *texts), "f": _tag("feedback", *texts)}
+
+
+def echo_stops(prompt: str, *, opening: str | None = None, previous: str | None = None,
+               feedback: str | None = None) -> tuple[str, ...]:
+    """The tags of the quoted material, as stop strings: a rewrite never contains them,
+    so a model that starts writing one is echoing its input (the small local model does)."""
+    tags = quote_tags(prompt, opening=opening, previous=previous, feedback=feedback)
+    used = ["p"] + (["o"] if opening else []) + (["r", "f"] if previous and feedback else [])
+    return tuple(stop for key in used for stop in (f"<{tags[key]}>", f"</{tags[key]}>"))
 
 
 def build_messages(
@@ -144,19 +211,36 @@ def build_messages(
     *,
     opening: str | None = None,
     target_chars: int | None = None,
+    previous: str | None = None,
+    feedback: str | None = None,
 ) -> tuple[Message, ...]:
-    """The system and user messages that ask the model to rewrite `prompt` in `mode`."""
+    """The system and user messages that ask the model to rewrite `prompt` in `mode`,
+    or, given `previous` and `feedback`, to revise the earlier rewrite `previous`."""
     language = detect_language(prompt)
-    role, tasks, rules, targets, opening_rule = _TEXT[language]
-    texts = (prompt, opening or "")
-    tags = {"p": _tag("prompt", *texts), "o": _tag("opening", *texts)}
-    parts = [role.format(**tags), tasks[mode]]
-    if target_chars is not None and mode in targets:
-        parts.append(targets[mode].format(n=target_chars))
+    wording = _WORDING["zh" if language == "zh" else "en"]
+    revising = previous is not None and feedback is not None
+    tags = quote_tags(prompt, opening=opening, previous=previous, feedback=feedback)
+    parts = [wording.role.format(**tags),
+             wording.revise.format(**tags) if revising else wording.tasks[mode]]
+    if target_chars is not None and mode in wording.targets:
+        parts.append(wording.targets[mode].format(n=target_chars))
     if opening:
-        parts.append(opening_rule.format(**tags))
-    parts.append(rules.format(**tags))
+        parts.append(wording.opening.format(**tags))
+    slots = find_placeholders(prompt)
+    if language in NAMES:
+        rule = wording.language["named"].format(name=NAMES[language])
+    else:
+        rule = wording.language["any"]
+    if revising:
+        rule += wording.language["feedback"]
+    parts.append(wording.rules.format(
+        slots=wording.slots.format(slots=", ".join(slots)) if slots else "",
+        language=rule, **tags,
+    ))
     user = f"<{tags['p']}>\n{prompt}\n</{tags['p']}>"
+    if revising:
+        user += f"\n<{tags['r']}>\n{previous}\n</{tags['r']}>"
+        user += f"\n<{tags['f']}>{feedback}</{tags['f']}>"
     if opening:
         user += f"\n<{tags['o']}>{opening}</{tags['o']}>"
     return (Message("system", "\n\n".join(parts)), Message("user", user))

@@ -41,6 +41,8 @@ class OptimizeRequest:
     target_chars: int | None = None
     stream: bool = True
     resumable: bool = False
+    previous: str | None = None
+    feedback: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The body to forward to an upstream model service."""
@@ -51,6 +53,9 @@ class OptimizeRequest:
             body["opening"] = self.opening
         if self.target_chars is not None:
             body["target_chars"] = self.target_chars
+        if self.previous is not None and self.feedback is not None:
+            body["previous"] = self.previous
+            body["feedback"] = self.feedback
         return body
 
 
@@ -118,15 +123,41 @@ def parse_optimize(
             raise InvalidField(
                 "`target_chars` must be an integer from 1 to 100000", field="target_chars"
             )
+    opening = _optional_str(data, "opening", max_opening_chars)
+    previous, feedback = _revision(data, max_prompt_chars, max_opening_chars)
     return OptimizeRequest(
         prompt=prompt,
         mode=mode,
         model=model,
-        opening=_optional_str(data, "opening", max_opening_chars),
+        opening=opening,
         target_chars=target,
         stream=_bool(data, "stream", True),
         resumable=_bool(data, "resumable", False),
+        previous=previous,
+        feedback=feedback,
     )
+
+
+def _revision(data: dict[str, Any], max_previous: int,
+              max_feedback: int) -> tuple[str | None, str | None]:
+    """`previous` and `feedback`: both (an earlier rewrite to revise, and how) or neither."""
+    previous = _optional_str(data, "previous", max_previous)
+    feedback = _optional_str(data, "feedback", max_feedback)
+    if previous is not None and not previous.strip():
+        raise InvalidField("`previous` is blank: give the rewrite to revise", field="previous")
+    if feedback is not None and not feedback.strip():
+        raise InvalidField("`feedback` is blank: say what to change", field="feedback")
+    if previous is not None and feedback is None:
+        raise InvalidField(
+            "`feedback` is required with `previous`: say what to change in the rewrite",
+            field="feedback",
+        )
+    if feedback is not None and previous is None:
+        raise InvalidField(
+            "`previous` is required with `feedback`: give the rewrite to revise",
+            field="previous",
+        )
+    return previous, feedback
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 // promptcast's page: wires the form, one streaming run at a time, the result
 // panel, the review, the history, language and theme.
 
+import { EvalPanel } from './eval-panel.js';
 import { HistoryStore } from './history.js';
 import { HistoryView } from './history-view.js';
 import { chooseLanguage, LANG_KEY, translate } from './i18n.js';
@@ -72,6 +73,7 @@ function applyLanguage() {
   renderModelNote();
   resultView.relabel();
   historyView.render();
+  evalPanel?.relabel();
 }
 
 // ---- theme -------------------------------------------------------------------
@@ -215,10 +217,11 @@ function figuresTick() {
   if (current) resultView.setFigures(current.clock.figures(performance.now()));
 }
 
-async function start() {
+// `revision` ({prompt, previous, feedback}) revises an earlier rewrite: the workbench's Iterate.
+async function start(revision = {}) {
   if (current) return;
   clearFieldErrors();
-  const prompt = promptInput.value;
+  const { prompt = promptInput.value, ...extra } = revision;
   if (prompt.trim() === '') {
     showFieldError(t('form.needPrompt'), 'prompt');
     return;
@@ -229,13 +232,13 @@ async function start() {
     return;
   }
   const opening = openingInput.value.trim() === '' ? null : openingInput.value;
-  const request = { prompt, type: typeSelect.value, model, opening };
+  const request = { prompt, type: typeSelect.value, model, opening, ...extra };
   saveFormPrefs();
 
   const run = { controller: new AbortController(), clock: new RunClock(performance.now()), request, timer: 0, streamId: null };
   current = run;
   shown = { request, text: '', status: 'waiting' };
-  resultView.begin(prompt);
+  resultView.begin(extra.previous ?? prompt); // a revision's changes are against what it revises
   resultView.setState('waiting');
   resultView.setFigures(run.clock.figures(performance.now()));
   setRunning(true);
@@ -351,6 +354,8 @@ function finish(run, outcome) {
   }
 
   setRunning(false);
+  // The workbench keeps complete rewrites as versions.
+  document.dispatchEvent(new CustomEvent('promptcast:finished', { detail: { request: run.request, text: shown.text, status: state, stats: figures } }));
   if (shown.text !== '' || outcome.status === 'done') {
     historyStore.add({
       ...run.request,
@@ -446,6 +451,10 @@ function reuseResult() {
 const historyStore = new HistoryStore(storage);
 const historyView = new HistoryView(historyStore, i18n, { onRestore: restore });
 
+// ---- evaluation ----------------------------------------------------------------
+
+let evalPanel = null;
+
 // ---- wiring ------------------------------------------------------------------
 
 form.addEventListener('submit', (event) => {
@@ -496,6 +505,10 @@ $('startKeys').textContent = isMac ? '⌘ ↵' : 'Ctrl ↵';
 
 const prefs = formPrefs();
 if (['optimize', 'expand', 'shorten'].includes(prefs.type)) typeSelect.value = prefs.type;
+evalPanel = new EvalPanel(i18n, storage, {
+  current: () => ({ prompt: promptInput.value, result: shown?.text ?? '', opening: openingInput.value || null }),
+  announce,
+});
 applyLanguage();
 resultView.setState('idle');
 loadModels();
@@ -504,6 +517,7 @@ loadModels();
 window.promptcast = {
   start,
   stop,
+  restore,
   get running() {
     return current !== null;
   },

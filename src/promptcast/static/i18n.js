@@ -3,6 +3,9 @@
 // Markup names its text with data attributes: `data-i18n` (text content),
 // `data-i18n-placeholder`, `data-i18n-aria-label` and `data-i18n-title`.
 
+import { EVAL_MESSAGES } from './eval-i18n.js';
+import * as workbench from './i18n-try.js';
+
 export const LANGUAGES = ['en', 'zh'];
 export const LANG_KEY = 'promptcast.lang';
 
@@ -132,6 +135,7 @@ const en = {
   'history.untitled': '(empty prompt)',
 
   'footer.text': 'Runs and history stay in this browser. Model output is sanitized: it cannot run scripts or load remote content.',
+  ...EVAL_MESSAGES.en,
 };
 
 const zh = {
@@ -260,9 +264,11 @@ const zh = {
   'history.untitled': '（空提示词）',
 
   'footer.text': '运行结果和历史记录只保存在本浏览器中。模型输出经过净化，无法执行脚本或加载远程内容。',
+  ...EVAL_MESSAGES.zh,
 };
 
-export const MESSAGES = { en, zh };
+// The workbench's text (try, iterate, versions, compare) lives in its own table.
+export const MESSAGES = { en: { ...en, ...workbench.en }, zh: { ...zh, ...workbench.zh } };
 
 /** The interface language for a list of browser languages (navigator.languages). */
 export function detectLanguage(preferred) {

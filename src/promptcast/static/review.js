@@ -2,6 +2,8 @@
 // shrink, did the things that must not change survive, is the opening there.
 // Pure functions; the page renders their results.
 
+import { findSlots } from './placeholders.js';
+
 /** Length in characters as a person counts them (code points, not UTF-16 units). */
 export function charLength(text) {
   let n = 0;
@@ -19,16 +21,12 @@ export function lengthChange(before, after) {
   return { before: a, after: b, delta: b - a, percent: a === 0 ? null : ((b - a) / a) * 100 };
 }
 
-const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
-
-/** `{{name}}` placeholders, in order of first appearance, without repeats. */
+/**
+ * Template slots ({{name}}, {name}, ${name}, %s, %(name)s, [NAME]), in order of
+ * first appearance, without repeats.
+ */
 export function extractPlaceholders(text) {
-  const seen = new Map();
-  for (const m of text.matchAll(PLACEHOLDER)) {
-    const key = m[1];
-    if (!seen.has(key)) seen.set(key, m[0]);
-  }
-  return [...seen.entries()].map(([name, raw]) => ({ name, raw }));
+  return findSlots(text).map(({ name, raw }) => ({ name, raw }));
 }
 
 // A number: digits with optional thousands separators and decimals, an
@@ -117,10 +115,6 @@ export function extractQuoted(text) {
   return [...seen.entries()].map(([inner, raw]) => ({ inner, raw }));
 }
 
-function normalizePlaceholder(name) {
-  return name.replace(/\s+/g, ' ').trim();
-}
-
 /**
  * The whole review of a finished rewrite.
  * @param {{original: string, result: string, opening?: string | null}} run
@@ -128,9 +122,9 @@ function normalizePlaceholder(name) {
 export function review({ original, result, opening }) {
   const length = lengthChange(original, result);
 
-  const resultNames = new Set(extractPlaceholders(result).map((p) => normalizePlaceholder(p.name)));
-  const placeholders = extractPlaceholders(original);
-  const missingPlaceholders = placeholders.filter((p) => !resultNames.has(normalizePlaceholder(p.name))).map((p) => p.raw);
+  const resultSlots = new Set(findSlots(result).map((p) => p.key));
+  const placeholders = findSlots(original);
+  const missingPlaceholders = placeholders.filter((p) => !resultSlots.has(p.key)).map((p) => p.raw);
 
   const numbers = extractNumbers(original);
   const missingNumbers = numbers.filter((n) => !containsNumber(result, n));

@@ -86,7 +86,9 @@ async def openapi_json(request: Request) -> Response:
     """GET /openapi.json: this API's OpenAPI document."""
     s = runtime_of(request).settings
     return JSONResponse(openapi_document(max_prompt_chars=s.max_prompt_chars,
-                                         max_opening_chars=s.max_opening_chars))
+                                         max_opening_chars=s.max_opening_chars,
+                                         max_eval_cells=s.eval_max_cells,
+                                         max_eval_concurrency=s.eval_max_concurrency))
 
 
 async def metrics(request: Request) -> Response:

@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from promptcast.errors import PayloadTooLarge, PromptcastError, StreamTimeout
-from promptcast.server.http import error_response, request_id_of, runtime_of
+from promptcast.server.http import error_response, read_body, request_id_of, runtime_of
 from promptcast.server.routes.resumable import start_resumable
 from promptcast.server.runtime import Runtime
 from promptcast.server.start import START_ROUTES, Head, Kind, NotStarted, Start, plan
@@ -28,7 +28,10 @@ async def start_stream(request: Request) -> Response:
     rt = runtime_of(request)
     request_id = request_id_of(request)
     try:
-        body = await read_body(request, rt.settings.max_body_bytes)
+        try:
+            body = await read_body(request, rt.settings.max_body_bytes)
+        except PayloadTooLarge as exc:
+            raise NotStarted(exc, "") from None
         start = plan(START_ROUTES[request.url.path], Head(
             request.headers.get("content-type"), request.headers.get("idempotency-key")),
             body, rt, request_id)
@@ -40,31 +43,6 @@ async def start_stream(request: Request) -> Response:
     except NotStarted as refused:
         rt.metrics.error(refused.label, refused.error.error_code)
         return error_response(refused.error, request_id)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, refused early when it is over `limit` bytes."""
-    too_large = PayloadTooLarge(f"the request body is larger than the {limit}-byte limit")
-    length = request.headers.get("content-length", "")
-    try:
-        if length.isdigit() and int(length) > limit:
-            raise too_large
-        # Straight from `receive`: most bodies come in one message.
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            part: bytes = message.get("body", b"")
-            size += len(part)
-            if size > limit:
-                raise too_large
-            if not message.get("more_body", False):
-                return b"".join((*parts, part)) if parts else part
-            parts.append(part)
-    except PayloadTooLarge as exc:
-        raise NotStarted(exc, "") from None
 
 
 async def _once(request: Request, rt: Runtime, start: Start) -> Response:
