@@ -102,7 +102,8 @@ async def test_lists_the_tools(mcp: Mcp) -> None:
     assert set(listed) == {"optimize_prompt", "try_prompt"}
     optimize = listed["optimize_prompt"].input_schema
     assert optimize["required"] == ["prompt"]
-    assert set(optimize["properties"]) == {"prompt", "mode", "model", "opening", "target_chars"}
+    assert set(optimize["properties"]) == {"prompt", "mode", "model", "opening", "target_chars",
+                                           "previous", "feedback"}
     assert "optimize" in optimize["properties"]["mode"]["enum"]
     assert "scripted" in optimize["properties"]["model"]["description"]
     assert listed["try_prompt"].input_schema["required"] == ["prompt", "message"]
@@ -142,6 +143,25 @@ async def test_expand_to_a_length(mcp: Mcp, upstream: UpstreamDouble) -> None:
         "You answer order questions.", Mode.EXPAND, target_chars=500)]
 
 
+async def test_iterating_revises_the_previous_rewrite_with_feedback(
+        mcp: Mcp, upstream: UpstreamDouble) -> None:
+    upstream.enqueue(Script.chat(["更短的", "版本。"]))
+    previous = "你是订单客服。回答要礼貌、详细，并主动询问订单号。"
+    async with mcp.client() as client:
+        result = await client.call_tool("optimize_prompt", {
+            "prompt": PROMPT, "previous": previous, "feedback": "更简洁，不要反问用户"})
+        refused = await client.call_tool("optimize_prompt", {
+            "prompt": PROMPT, "feedback": "更简洁"})
+    assert result.content == [types.TextContent(text="更短的版本。")]
+    assert _sent(upstream) == [m.as_dict() for m in build_messages(
+        PROMPT, Mode.OPTIMIZE, previous=previous, feedback="更简洁，不要反问用户")]
+    assert len(upstream.requests) == 1
+    error = _error(refused)
+    assert error == {"code": "invalid_request", "field": "previous",
+                     "message": "`previous` is required with `feedback`: give the rewrite to "
+                                "revise"}
+
+
 async def test_try_prompt_answers_as_the_bot_with_variables_filled(
         mcp: Mcp, upstream: UpstreamDouble) -> None:
     upstream.enqueue(Script.chat(["您好，", "退款", "七天内到账。"], gap=0.02))
@@ -150,11 +170,14 @@ async def test_try_prompt_answers_as_the_bot_with_variables_filled(
         result = await client.call_tool("try_prompt", {
             "prompt": "你是{{shop}}的客服。退款时限：{{ refund_days }}天。",
             "message": "我的订单三天了还没发货，能退款吗？",
+            "opening": "欢迎光临{{shop}}！",
             "variables": {"shop": "小米商城", "refund_days": "7"},
         }, progress_callback=progress)
     assert result.structured_content == {"text": "您好，退款七天内到账。", "model": "scripted"}
+    # As the page's and the CLI's tries send it: system, the opening, the customer.
     assert _sent(upstream) == [
         {"role": "system", "content": "你是小米商城的客服。退款时限：7天。"},
+        {"role": "assistant", "content": "欢迎光临小米商城！"},
         {"role": "user", "content": "我的订单三天了还没发货，能退款吗？"},
     ]
     assert "".join(progress.messages) == "您好，退款七天内到账。"
@@ -264,12 +287,13 @@ async def test_a_bad_argument_is_a_tool_error_naming_it(
 
 
 @pytest.mark.parametrize(("arguments", "field", "words"), [
-    ({"prompt": "你是{{shop}}的客服。", "message": "在吗"}, "variables",
-     "the prompt's {{shop}} has no value"),
-    ({"prompt": "你是客服。", "message": "在吗", "variables": {"shop": "x"}},
-     "variables.shop", "the prompt has no {{shop}}"),
+    ({"prompt": "你是{{shop}}的客服，{{ hours }}在线。", "message": "在吗",
+      "variables": {"hours": "9-18"}}, "variables",
+     "the prompt has unfilled variables: {{shop}}"),
+    ({"prompt": "你是客服。", "message": "在吗", "variables": {"shop": 1}}, "variables",
+     "`variables` must be an object of strings"),
     ({"prompt": "你是客服。"}, "message", "`message` is required"),
-], ids=["unfilled", "unused", "no-message"])
+], ids=["unfilled", "not-strings", "no-message"])
 async def test_try_prompts_bad_arguments(
         serve: Callable[..., RunningServer], upstream: UpstreamDouble,
         arguments: dict[str, Any], field: str, words: str) -> None:

@@ -6,12 +6,12 @@ HTTP API gives for the same mistake; it reaches the client as a tool error.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import mcp_types as types
 
 from promptcast.errors import InvalidField
+from promptcast.evals.messages import fill, placeholders
 from promptcast.models import ModelTable
 from promptcast.providers.base import ChatRequest, Message
 from promptcast.service.prompts import MODE_ALIASES
@@ -22,8 +22,7 @@ OPTIMIZE = "optimize_prompt"
 TRY = "try_prompt"
 
 _MODES = list(MODE_ALIASES)
-# `{{name}}`, as the page's test panel fills it: letters, digits, `_`, `.`, `-`.
-PLACEHOLDER = re.compile(r"\{\{\s*([\w.-]+)\s*\}\}")
+_OPTIONAL_TEXTS = ("opening", "target_chars", "previous", "feedback")
 
 
 def _model_schema(models: ModelTable) -> dict[str, Any]:
@@ -43,7 +42,8 @@ def tools(settings: Settings) -> list[types.Tool]:
             description=(
                 "Rewrite a prompt (often a customer-service bot's system prompt) with promptcast's "
                 "meta-prompts: optimize it, expand it or shorten it, in the prompt's own language, "
-                "keeping its placeholders and an optional opening line verbatim. Returns the "
+                "keeping its placeholders and an optional opening line verbatim; or, given an "
+                "earlier rewrite (`previous`) and `feedback`, revise that rewrite. Returns the "
                 "rewritten prompt; progress notifications carry it as it streams."
             ),
             input_schema={
@@ -60,6 +60,13 @@ def tools(settings: Settings) -> list[types.Tool]:
                     "target_chars": {"type": "integer", "minimum": 1, "maximum": 100000,
                                      "description": "With expand or shorten: the length to "
                                                     "aim for, in characters."},
+                    "previous": {"type": "string", "maxLength": settings.max_prompt_chars,
+                                 "description": "An earlier rewrite of `prompt` to revise "
+                                                "(with `feedback`)."},
+                    "feedback": {"type": "string", "maxLength": settings.max_opening_chars,
+                                 "description": "What to change in `previous`, e.g. 更简洁 or "
+                                                "\"add a section on refunds\" (with "
+                                                "`previous`)."},
                 },
                 "required": ["prompt"],
                 "additionalProperties": False,
@@ -78,7 +85,8 @@ def tools(settings: Settings) -> list[types.Tool]:
             description=(
                 "Run a system prompt as the bot and return its answer to one customer message, "
                 "so a prompt (or its rewrite) can be judged by what the bot says. "
-                "{{name}} placeholders in the prompt are filled from `variables`."
+                "{{name}} placeholders in the prompt are filled from `variables`; an opening "
+                "line goes first in the conversation, as the bot's."
             ),
             input_schema={
                 "type": "object",
@@ -91,6 +99,9 @@ def tools(settings: Settings) -> list[types.Tool]:
                     "variables": {"type": "object", "additionalProperties": {"type": "string"},
                                   "description": "A value for each {{name}} placeholder of "
                                                  "the prompt."},
+                    "opening": {"type": "string", "maxLength": settings.max_opening_chars,
+                                "description": "The bot's first line, sent before the "
+                                               "customer's message."},
                 },
                 "required": ["prompt", "message"],
                 "additionalProperties": False,
@@ -148,7 +159,7 @@ def optimize_request(arguments: dict[str, Any], settings: Settings,
             field="mode")
     body = {"prompt": arguments.get("prompt"), "type": mode,
             "model": _model(arguments, settings.models)}
-    for name in ("opening", "target_chars"):
+    for name in _OPTIONAL_TEXTS:
         if name in arguments:
             body[name] = arguments[name]
     return parse_optimize(body, default_model=settings.models.default,
@@ -156,35 +167,38 @@ def optimize_request(arguments: dict[str, Any], settings: Settings,
                           max_opening_chars=settings.max_opening_chars)
 
 
-def fill(prompt: str, variables: dict[str, str]) -> str:
-    """`prompt` with each `{{name}}` replaced by its value; every placeholder needs one,
-    and every value a placeholder."""
-    names = {match.group(1) for match in PLACEHOLDER.finditer(prompt)}
-    missing = sorted(names - variables.keys())
+def _filled(text: str, variables: dict[str, str]) -> str:
+    """`text` with each `{{name}}` filled (as an evaluation's cells are); one without a
+    value is an error naming it, as the page flags it before a run."""
+    missing = [name for name in placeholders(text) if name not in variables]
     if missing:
         listed = ", ".join(f"{{{{{name}}}}}" for name in missing)
-        raise InvalidField(f"the prompt's {listed} has no value: give it in `variables`",
-                           field="variables")
-    for name in variables:
-        if name not in names:
-            raise InvalidField(f"`variables.{name}`: the prompt has no {{{{{name}}}}}",
-                               field=f"variables.{name}")
-    return PLACEHOLDER.sub(lambda match: variables[match.group(1)], prompt)
+        raise InvalidField(f"the prompt has unfilled variables: {listed}; give each a value "
+                           "in `variables`", field="variables")
+    return fill(text, variables)
 
 
 def try_request(arguments: dict[str, Any], settings: Settings, tool: types.Tool,
                 request_id: str) -> ChatRequest:
-    """`try_prompt`'s arguments as the chat the bot would have: the prompt as its system
-    message (placeholders filled), the customer's message as the user's."""
+    """`try_prompt`'s arguments as the chat the bot would have, as the page's and the CLI's
+    tries send it: the prompt (filled) as the system message, the opening line as the bot's
+    first turn if there is one, the customer's message as the user's."""
     _known(arguments, tool)
     prompt = _text(arguments, "prompt", settings.max_prompt_chars)
     message = _text(arguments, "message", settings.max_prompt_chars)
+    opening = arguments.get("opening")
+    if opening is not None and (not isinstance(opening, str)
+                                or len(opening) > settings.max_opening_chars):
+        raise InvalidField(f"`opening` must be a string of at most {settings.max_opening_chars} "
+                           "characters", field="opening")
     variables = arguments.get("variables") or {}
     if not isinstance(variables, dict) or not all(
             isinstance(value, str) for value in variables.values()):
         raise InvalidField("`variables` must be an object of strings, by placeholder name",
                            field="variables")
-    return ChatRequest(model=_model(arguments, settings.models),
-                       messages=(Message("system", fill(prompt, variables)),
-                                 Message("user", message)),
+    messages = [Message("system", _filled(prompt, variables))]
+    if opening:
+        messages.append(Message("assistant", fill(opening, variables)))
+    messages.append(Message("user", message))
+    return ChatRequest(model=_model(arguments, settings.models), messages=tuple(messages),
                        request_id=request_id)
