@@ -2,9 +2,9 @@
 
     open the upstream ── bounded by the first-token limit; a refusal raises its error
         ▼
-    Relay(upstream, limits).run(TextSink) in a task of its own: the same limits,
-    drain and terminal frame as any stream
-        │ the sink grew ──▶ the call's task reports the new text (progress notification)
+    Relay(upstream, limits).run(sink) in a task of its own: the same limits, drain
+    and terminal frame as any stream (an evaluation run: its own limits)
+        │ the sink grew ──▶ the call's task reports its news (a progress notification)
         ▼
     the answer, or the error the stream ended with (its code and message)
 
@@ -26,17 +26,17 @@ import anyio
 from promptcast import ids
 from promptcast.errors import PromptcastError, StreamTimeout
 from promptcast.mcp_server.services import Services
-from promptcast.mcp_server.sink import TextSink
+from promptcast.mcp_server.sink import EventSink, TextSink
 from promptcast.ops.logs import log_stream
-from promptcast.relay.relay import Relay, StreamStats, Upstream
+from promptcast.relay.relay import Limits, Relay, StreamStats, Upstream
 
-# Progress so far (characters of text) and the text since the last report.
-Report = Callable[[float, str], Awaitable[None]]
+# How far (a count), out of how much if known, and what is new since the last report.
+Report = Callable[[float, float | None, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What a stream said, whole."""
+    """What a chat stream said, whole."""
 
     text: str
     finish_reason: str | None
@@ -56,15 +56,25 @@ class Call:
 
 async def stream_text(services: Services, call: Call,
                       opening: Callable[[], Awaitable[Upstream]], report: Report) -> Answer:
-    """Open a stream, relay it to its end, and return its text; raises the error it ended with.
+    """Open a chat stream, relay it to its end, and return its text; raises the error it
+    ended with."""
+    sink = TextSink()
+    await relay_into(services, call, opening, sink, report)
+    return Answer(sink.text, sink.finish_reason, sink.usage)
 
-    `report` is called from this task as the text grows, never twice at once:
-    text that arrives meanwhile goes in the next report.
+
+async def relay_into(services: Services, call: Call, opening: Callable[[], Awaitable[Upstream]],
+                     sink: EventSink, report: Report, limits: Limits | None = None) -> None:
+    """Open a stream and relay it into `sink` to its end (with `limits`, else a single
+    stream's); raises the error it ended with.
+
+    `report` is called from this task with the sink's news, never twice at once:
+    what arrives meanwhile goes in the next report.
     """
     upstream = await _opened(services, call, opening)
-    sink = TextSink(lambda: progress.grew())
     progress = _Progress(sink, report)
-    relay = Relay(upstream, services.limits, ids.stream_id())
+    sink.grew = progress.grew
+    relay = Relay(upstream, limits or services.limits, ids.stream_id())
     services.metrics.started(call.model)
     run = asyncio.ensure_future(relay.run(sink, services.drain))
     try:
@@ -81,7 +91,6 @@ async def stream_text(services: Services, call: Call,
     _finished(services, call, run.result())
     if sink.error is not None:
         raise sink.error
-    return Answer(sink.text, sink.finish_reason, sink.usage)
 
 
 async def _opened(services: Services, call: Call,
@@ -106,36 +115,34 @@ def _finished(services: Services, call: Call, stats: StreamStats) -> None:
 
 
 class _Progress:
-    """The text a sink gained since the last report, sent as one progress notification."""
+    """A sink's news since the last report, sent as one progress notification."""
 
-    def __init__(self, sink: TextSink, report: Report) -> None:
+    def __init__(self, sink: EventSink, report: Report) -> None:
         self._sink = sink
         self._report = report
-        self._reported = 0  # parts already reported
-        self._chars = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._pending = False
 
     def grew(self) -> None:
+        self._pending = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def next_growth(self) -> asyncio.Future[None]:
-        """A future done once the sink has text not yet reported (at once if it has now)."""
+        """A future done once the sink has news not yet reported (at once if it has now)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
-        if len(self._sink.parts) > self._reported:
+        if self._pending:
             waiter.set_result(None)
         return waiter
 
     async def send(self) -> None:
-        parts = self._sink.parts
-        if len(parts) == self._reported:
+        self._pending = False
+        news = self._sink.news()
+        if news is None:
             return
-        new = "".join(parts[self._reported:])
-        self._reported = len(parts)
-        self._chars += len(new)
         # A client that cannot take a notification any more is leaving; its call's
         # cancellation, not this, ends the stream.
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await self._report(self._chars, new)
+            await self._report(*news)

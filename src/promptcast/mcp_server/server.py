@@ -14,22 +14,37 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+import orjson
 from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from promptcast import __version__, ids
-from promptcast.errors import ClientGone, PromptcastError
-from promptcast.mcp_server.calls import Answer, Call, Report, stream_text
+from promptcast.errors import ClientGone, PromptcastError, UpstreamError
+from promptcast.evals.complete import CompletionLimits
+from promptcast.evals.runner import EvalRun
+from promptcast.mcp_server.calls import Answer, Call, Report, relay_into, stream_text
 from promptcast.mcp_server.services import Services
-from promptcast.mcp_server.tools import OPTIMIZE, optimize_request, tools, try_request
+from promptcast.mcp_server.sink import EvalSink
+from promptcast.mcp_server.tools import (
+    EVALUATE,
+    OPTIMIZE,
+    evaluate_plan,
+    optimize_request,
+    planned_events,
+    tools,
+    try_request,
+)
+from promptcast.relay.relay import Limits, Upstream
+from promptcast.wire.pump import Pump
 
 # Where the `/mcp` endpoint leaves, in a request's scope, the news of its client leaving.
 DEPARTURE_SCOPE_KEY = "promptcast.mcp.departure"
 
 INSTRUCTIONS = (
     "promptcast rewrites prompts, often a customer-service bot's system prompt: call "
-    "optimize_prompt to optimize, expand or shorten one, then try_prompt to see how the bot "
-    "answers a customer's message with it."
+    "optimize_prompt to optimize, expand or shorten one (or to revise a rewrite with "
+    "feedback), try_prompt to see how the bot answers a customer's message with it, and "
+    "evaluate_prompts to compare versions over test cases with rule checks and a judge."
 )
 
 
@@ -83,10 +98,10 @@ def build_server(services: Services) -> Server[Any]:
             raise MCPError(types.INVALID_PARAMS,
                            f"unknown tool {params.name!r}; the tools are {', '.join(by_name)}")
 
-        async def report(progress: float, message: str) -> None:
-            await ctx.session.report_progress(progress, None, message)
+        async def report(progress: float, total: float | None, message: str) -> None:
+            await ctx.session.report_progress(progress, total, message)
 
-        run = _optimize if tool.name == OPTIMIZE else _try
+        run = {OPTIMIZE: _optimize, EVALUATE: _evaluate}.get(tool.name, _try)
         result: types.CallToolResult | None = None
         try:
             with _cancelled_if_client_leaves(ctx):
@@ -138,3 +153,28 @@ async def _try(services: Services, arguments: dict[str, Any], tool: types.Tool,
     call = Call(tool.name, chat.model, "try", chat.model, request_id)
     answer = await stream_text(services, call, lambda: services.service.chat(chat), report)
     return _answer(answer, {"model": chat.model})
+
+
+async def _evaluate(services: Services, arguments: dict[str, Any], tool: types.Tool,
+                    report: Report) -> types.CallToolResult:
+    settings = services.settings
+    plan = evaluate_plan(arguments, settings, tool)
+    request_id = ids.request_id()
+    completion = CompletionLimits.from_settings(settings)
+    run = EvalRun(plan, services.service, settings.models, completion, request_id=request_id)
+    gap = completion.run_gap(settings.eval_timeout)
+    # As POST /eval's: the whole run within its limit; between two events, one completion's.
+    limits = Limits(first_token_timeout=gap, idle_timeout=gap,
+                    total_timeout=settings.eval_timeout, heartbeat_interval=None)
+
+    async def opening() -> Upstream:
+        return Pump(aiter(run), run.aclose)  # the run is iterated: a task pushes its events
+
+    sink = EvalSink(planned_events(plan))
+    call = Call(tool.name, plan.model, "eval", plan.model, request_id)
+    await relay_into(services, call, opening, sink, report, limits)
+    if sink.summary is None:  # pragma: no cover - a run that ends well ends with its summary
+        raise UpstreamError("the evaluation ended without its summary", code="internal_error")
+    return types.CallToolResult(
+        content=[types.TextContent(text=orjson.dumps(sink.summary).decode())],
+        structured_content=sink.summary)

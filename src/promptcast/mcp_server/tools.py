@@ -6,12 +6,16 @@ HTTP API gives for the same mistake; it reaches the client as a tool error.
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import mcp_types as types
 
 from promptcast.errors import InvalidField
 from promptcast.evals.messages import fill, placeholders
+from promptcast.evals.plan import MAX_PROMPTS, EvalPlan, PlanLimits, parse_plan
+from promptcast.evals.testset import SCHEMA_PATH
 from promptcast.models import ModelTable
 from promptcast.providers.base import ChatRequest, Message
 from promptcast.service.prompts import MODE_ALIASES
@@ -20,6 +24,7 @@ from promptcast.settings import Settings
 
 OPTIMIZE = "optimize_prompt"
 TRY = "try_prompt"
+EVALUATE = "evaluate_prompts"
 
 _MODES = list(MODE_ALIASES)
 _OPTIONAL_TEXTS = ("opening", "target_chars", "previous", "feedback")
@@ -113,7 +118,78 @@ def tools(settings: Settings) -> list[types.Tool]:
             },
             annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=True),
         ),
+        types.Tool(
+            name=EVALUATE,
+            title="Evaluate prompts on test cases",
+            description=(
+                "Answer every test case with every prompt (as the bot's system prompt), check "
+                "each answer against the case's expectations (contains, not_contains, regex, "
+                "max_chars, language, starts_with_opening), have a judge model score it "
+                "against the case's rubric, and with `pairwise` compare the prompts two by "
+                "two. Returns the summary per prompt: rule pass rate, mean score, win rate "
+                "with its 95% interval, tokens, cost and latency. Progress notifications "
+                "come as each answer and judgement finishes."
+            ),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "prompts": {
+                        "type": "array", "minItems": 1, "maxItems": MAX_PROMPTS,
+                        "description": "The prompts to compare: texts (named v1, v2, ... in "
+                                       "order) or {name, text, opening?}.",
+                        "items": {"anyOf": [
+                            {"type": "string", "minLength": 1},
+                            {"type": "object", "required": ["name", "text"],
+                             "properties": {"name": {"type": "string"},
+                                            "text": {"type": "string"},
+                                            "opening": {"type": "string"}},
+                             "additionalProperties": False},
+                        ]},
+                    },
+                    "cases": {"type": "array", "minItems": 1, "items": _case_schema(),
+                              "description": "The test cases; the smallest is "
+                                             "{\"message\": \"...\"}."},
+                    "model": _model_schema(models),
+                    "judge": {"type": ["string", "boolean"],
+                              "description": "The judge model's name, or false for no judge. "
+                                             "Default: the strongest keyed model."},
+                    "pairwise": {"type": "boolean", "default": False,
+                                 "description": "Also judge the prompts two by two, in both "
+                                                "orders (2 or more prompts)."},
+                    "vars": {"type": "object", "additionalProperties": {"type": "string"},
+                             "description": "Values for the prompts' {{name}} placeholders, "
+                                            "for every case (a case's own `vars` win)."},
+                },
+                "required": ["prompts", "cases"],
+                "additionalProperties": False,
+            },
+            output_schema={"type": "object",
+                           "properties": {"prompts": {"type": "array"},
+                                          "model": {"type": "string"}},
+                           "required": ["prompts", "model"]},
+            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=True),
+        ),
     ]
+
+
+@functools.cache
+def _case_schema() -> dict[str, Any]:
+    """A test case's JSON Schema: the one shipped with the test-set format, its refs inlined."""
+    shipped = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    definitions = shipped["$defs"]
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    case: dict[str, Any] = inline(definitions["case"])
+    return case
 
 
 def _known(arguments: dict[str, Any], tool: types.Tool) -> None:
@@ -202,3 +278,24 @@ def try_request(arguments: dict[str, Any], settings: Settings, tool: types.Tool,
     messages.append(Message("user", message))
     return ChatRequest(model=_model(arguments, settings.models), messages=tuple(messages),
                        request_id=request_id)
+
+
+def evaluate_plan(arguments: dict[str, Any], settings: Settings, tool: types.Tool) -> EvalPlan:
+    """`evaluate_prompts`' arguments as a POST /eval body, checked by the same parser."""
+    _known(arguments, tool)
+    prompts = arguments.get("prompts")
+    if isinstance(prompts, list):
+        prompts = [{"name": f"v{index + 1}", "text": item} if isinstance(item, str) else item
+                   for index, item in enumerate(prompts)]
+    body = {"prompts": prompts, "cases": arguments.get("cases")}
+    for name in ("model", "judge", "pairwise", "vars"):
+        if name in arguments:
+            body[name] = arguments[name]
+    return parse_plan(body, models=settings.models, limits=PlanLimits.from_settings(settings),
+                      default_judge_model=settings.eval_judge)
+
+
+def planned_events(plan: EvalPlan) -> int:
+    """How many cells and judgements a run makes: its progress's total."""
+    scores = plan.cells if plan.judge is not None else 0
+    return plan.cells + scores + len(plan.pairs()) * len(plan.cases)
