@@ -8,7 +8,7 @@ HTTP API's error code and message, not an exception the SDK words its own way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from promptcast.mcp_server.sink import EvalSink
 from promptcast.mcp_server.tools import (
     EVALUATE,
     OPTIMIZE,
+    TRY,
     evaluate_plan,
     optimize_request,
     planned_events,
@@ -101,7 +102,7 @@ def build_server(services: Services) -> Server[Any]:
         async def report(progress: float, total: float | None, message: str) -> None:
             await ctx.session.report_progress(progress, total, message)
 
-        run = {OPTIMIZE: _optimize, EVALUATE: _evaluate}.get(tool.name, _try)
+        run = _RUNS[tool.name]
         result: types.CallToolResult | None = None
         try:
             with _cancelled_if_client_leaves(ctx):
@@ -178,3 +179,9 @@ async def _evaluate(services: Services, arguments: dict[str, Any], tool: types.T
     return types.CallToolResult(
         content=[types.TextContent(text=orjson.dumps(sink.summary).decode())],
         structured_content=sink.summary)
+
+
+# Each tool's call, by its name (`tools.tools()` lists the same names).
+_RUNS: dict[str, Callable[[Services, dict[str, Any], types.Tool, Report],
+                          Awaitable[types.CallToolResult]]] = {
+    OPTIMIZE: _optimize, TRY: _try, EVALUATE: _evaluate}
