@@ -502,3 +502,50 @@ async def test_a_client_that_stops_reading_is_cut_off(
     assert await upstream.until(lambda: upstream.client_closed == 1, 10.0)
     assert upstream.completed == 0
     writer.close()
+
+
+async def test_a_full_streams_store_is_a_counted_error_with_the_request_id(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble) -> None:
+    server = serve(store_max_bytes=100)
+    upstream.enqueue(Script.chat(["x" * 200]))
+    async with httpx.AsyncClient(timeout=10) as client:
+        first = await client.post(f"{server.url}/optimize-stream",
+                                  json={**PROMPT, "resumable": True})
+        assert first.status_code == 200  # it filled the store
+        second = await client.post(f"{server.url}/optimize-stream",
+                                   json={**PROMPT, "resumable": True},
+                                   headers={"X-Request-ID": "second-2"})
+        metrics = (await client.get(f"{server.url}/metrics")).text
+    assert second.status_code == 503 and second.json()["error"]["code"] == "store_full"
+    assert second.headers["x-request-id"] == "second-2"
+    # The first stream's own failure, and this start's refusal.
+    assert re.search(r'promptcast_errors_total\{code="store_full",model="scripted"\} 2\.0',
+                     metrics), metrics
+
+
+@pytest.mark.parametrize(("path", "key"), [
+    ("/optimize-stream", ""), ("/prompt/optimize-prompt", ""),
+    ("/prompt/optimize-prompt", "k" * 300),
+])
+async def test_an_idempotency_key_matters_only_where_streams_are_resumable(
+        server: RunningServer, path: str, key: str) -> None:
+    # An empty one anywhere, and any one on the model service, is not a resumable start.
+    got = await post_stream(f"{server.url}{path}", PROMPT, headers={"Idempotency-Key": key})
+    assert got.status == 200 and got.terminal.data == "[DONE]"
+
+
+async def test_the_content_type_is_refused_before_a_large_body_is_read(
+        serve: Callable[..., RunningServer]) -> None:
+    server = serve(max_body_bytes=1000)
+    async with httpx.AsyncClient(timeout=10) as client:
+        got = await client.post(f"{server.url}/optimize-stream", content=b"x" * 5000,
+                                headers={"Content-Type": "text/plain"})
+    assert got.status_code == 415
+
+
+async def test_with_cors_on_every_stream_says_it_varies_by_origin(
+        serve: Callable[..., RunningServer]) -> None:
+    # Caches must not hand a response made for no Origin to one with an Origin.
+    server = serve(cors_origins="https://app.example")
+    got = await post_stream(f"{server.url}/optimize-stream", PROMPT)
+    assert got.status == 200 and "origin" in got.headers.get("vary", "").lower()

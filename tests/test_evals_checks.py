@@ -6,7 +6,7 @@ import pytest
 
 from promptcast.evals.cases import parse_case
 from promptcast.evals.checks import run_checks
-from promptcast.evals.language import detect
+from promptcast.service.language import detect_language
 
 
 def checks(answer: str, opening: str | None = None, **expect: object) -> list[tuple[str, bool]]:
@@ -63,4 +63,5 @@ def test_language_check_says_what_it_found() -> None:
     ("12345 !!!", None),
 ])
 def test_language_detection(text: str, language: str | None) -> None:
-    assert detect(text) == language
+    # The service's detector, the one that names a prompt's language for the meta-prompt.
+    assert (detect_language(text) or None) == language

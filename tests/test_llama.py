@@ -267,3 +267,50 @@ async def wait_for_async(condition: Callable[[], bool], within: float) -> bool:
             return False
         await asyncio.sleep(0.005)
     return True
+
+
+async def test_closing_a_paused_generation_stops_its_thread_before_it_returns() -> None:
+    # The relay pauses a stream whose client lags; ending it then (a timeout, a
+    # DELETE) must still stop the model's thread before the model is free again.
+    import asyncio
+
+    from promptcast.providers.base import ChatRequest, Message
+
+    provider = LlamaProvider(Settings.from_env({}).models.get_spec("local"), max_tokens=2000)
+    stream = await provider.stream_chat(ChatRequest(
+        model="local", temperature=0, max_tokens=2000,
+        messages=(Message("user", LONG_CHAT["messages"][0]["content"]),)))  # type: ignore[index]
+    events: list[Event] = []
+
+    class Listener:
+        def event(self, event: Event) -> None:
+            events.append(event)
+            if len(events) == 2:
+                stream.pause()  # as the relay does for a slow client
+
+        def data(self, payload: bytes) -> None:
+            pass
+
+        def plain(self, run: object) -> None:
+            pass
+
+        def flush(self) -> None:
+            pass
+
+        def end(self, error: object) -> None:
+            pass
+
+    stream.push(Listener())
+    assert await wait_for_async(lambda: len(events) >= 2 and bool(llama_threads()), 60)
+    await asyncio.sleep(0.2)  # paused a while: the model's thread is still at work
+    slot = provider._slot
+    assert slot is not None
+    await stream.aclose()
+    # The model stays taken while the thread runs, and the thread ends at once.
+    deadline = time.monotonic() + 1
+    while llama_threads():
+        assert slot.locked(), "the slot was given back while the generation thread ran"
+        assert time.monotonic() < deadline, "the generation thread ran on after closing"
+        await asyncio.sleep(0.001)
+    assert await wait_for_async(lambda: not slot.locked(), 1)
+    assert provider.generations_running == 0

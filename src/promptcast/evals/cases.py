@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptcast.evals.language import LANGUAGES
 from promptcast.providers.base import Message
+from promptcast.service.language import NAMES
 
 RULE_KINDS = ("contains", "not_contains", "regex", "max_chars", "language",
               "starts_with_opening")
@@ -180,8 +180,8 @@ def _expectations(data: Mapping[str, Any]) -> Expectations:
                                   or max_chars < 1):
         raise CaseError("`max_chars` must be a positive whole number", "max_chars")
     language = data.get("language")
-    if language is not None and language not in LANGUAGES:
-        raise CaseError(f"`language` must be one of {', '.join(LANGUAGES)}, not {language!r}",
+    if language is not None and language not in NAMES:
+        raise CaseError(f"`language` must be one of {', '.join(NAMES)}, not {language!r}",
                         "language")
     opening = data.get("starts_with_opening", False)
     if not isinstance(opening, bool):

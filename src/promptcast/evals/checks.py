@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptcast.evals.cases import Expectations
-from promptcast.evals.language import detect
+from promptcast.service.language import detect_language
 
 _QUOTE_CHARS = 60
 
@@ -54,7 +54,7 @@ def run_checks(answer: str, expect: Expectations, opening: str | None) -> list[C
         checks.append(Check("max_chars", length <= expect.max_chars,
                             f"{length} characters; the limit is {expect.max_chars}"))
     if expect.language is not None:
-        found_language = detect(answer)
+        found_language = detect_language(answer) or None
         checks.append(Check(
             "language", found_language == expect.language,
             f"written in {found_language}" + (

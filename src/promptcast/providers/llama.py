@@ -24,7 +24,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,15 +156,17 @@ class _LlamaStream(PullStream):
         self._holds_slot = True
         try:
             model = await asyncio.to_thread(provider._load)
-            async for chunk in self._generate(model, slot):
-                yield chunk
+            # Closed with this generator, whoever closes it: its `finally` stops the thread.
+            async with contextlib.aclosing(self._generate(model, slot)) as generation:
+                async for chunk in generation:
+                    yield chunk
         finally:
             if self._holds_slot:  # no generation took it over
                 self._holds_slot = False
                 slot.release()
             self._release()
 
-    async def _generate(self, model: Any, slot: asyncio.Lock) -> AsyncIterator[ChatChunk]:
+    async def _generate(self, model: Any, slot: asyncio.Lock) -> AsyncGenerator[ChatChunk]:
         request = self._request
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

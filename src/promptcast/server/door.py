@@ -10,14 +10,14 @@ as the app's routes and serves it with the same `streaming.serve`.
 It does what the app's middleware would have done, and no more:
 
     RequestIdMiddleware   the request id, and its access line on a refusal
-    CORSMiddleware        any request with an `Origin` goes to the app
     ApiKeyMiddleware      a missing or unknown key goes to the app (its 401/403)
 
 so it stands in only for an app whose middleware is exactly those
 (`Door.for_app`). Any other middleware, added in code or switched on by a
-setting (rate limits), and the door stays closed: every request reaches the
-app. Anything the door does not take — a refused start, a resumable one, a
-non-streamed answer — goes on to the app with its body, and is answered there.
+setting (CORS, whose headers go on every response; rate limits), and the
+door stays closed: every request reaches the app. Anything the door does not
+take — a refused start, a resumable one, a non-streamed answer — goes on to
+the app with its body, and is answered there.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
-from starlette.middleware.cors import CORSMiddleware
 
 from promptcast import ids
 from promptcast.errors import PromptcastError
@@ -45,7 +44,7 @@ from promptcast.server.streaming import SSE_RAW_HEADERS, opened_on, serve
 T = TypeVar("T")
 
 # The middleware whose work the door does itself (see the module's docstring).
-MIRRORED = frozenset({RequestIdMiddleware, CORSMiddleware, ApiKeyMiddleware})
+MIRRORED = frozenset({RequestIdMiddleware, ApiKeyMiddleware})
 # The event-stream headers of every start, rendered once.
 _SSE_HEAD = render_headers(SSE_RAW_HEADERS)
 
@@ -59,7 +58,6 @@ class Door:
         self.max_body = rt.settings.max_body_bytes
         self._rt = rt
         self._keys = digests(keys) if keys else None
-        self._cors = bool(rt.settings.cors_origins)
 
     @classmethod
     def for_app(cls, app: Starlette, rt: Runtime, keys: tuple[str, ...]) -> Door | None:
@@ -75,8 +73,6 @@ class Door:
 
     def start(self, exchange: Exchange) -> Coroutine[Any, Any, None] | None:
         """The coroutine serving `exchange`, or None when the app must answer it."""
-        if self._cors and exchange.header(b"origin") is not None:
-            return None  # the CORS middleware adds its headers
         if self._keys is not None:
             presented = bearer(exchange.headers)
             if presented is None or matching_key(self._keys, presented) is None:

@@ -122,7 +122,8 @@ def _optimize(route: Route, body: OptimizeRequest, head: Head, rt: Runtime,
                      lambda: rt.service.optimize(body, request_id),
                      once=lambda: rt.service.optimize(body, request_id), label=body.model,
                      body=body)
-    key = _idempotency_key(head.idempotency_key)
+    # Only the gateway's streams are resumable: elsewhere (or empty) the header means nothing.
+    key = _idempotency_key(head.idempotency_key) if gateway and head.idempotency_key else None
     if gateway and (body.resumable or key):
         return Start(Kind.RESUMABLE, body.model, body.mode, request_id,
                      lambda: rt.gateway.open(body, request_id), label=body.model,

@@ -88,11 +88,12 @@ def detect_language(text: str) -> str:
 
 def _cyrillic(text: str) -> str:
     lower = text.lower()
-    if any(c in lower for c in "ыэъё"):
-        return "ru"
     if any(c in lower for c in "іїєґ"):
         return "uk"
-    return ""
+    if any(c in lower for c in "ђјљњћџѓќѕ"):
+        return ""  # Serbian or Macedonian: not named
+    # Without Ukrainian's letters, a Cyrillic text is Russian far more often than not.
+    return "ru"
 
 
 def _latin(text: str) -> str:

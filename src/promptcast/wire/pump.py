@@ -9,7 +9,6 @@ one task instead, which calls the listener for each event, then `flush()`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -46,12 +45,20 @@ class Pump:
         self._open.set()
 
     async def aclose(self) -> None:
-        """Stop iterating, and close the source."""
+        """Stop iterating, and close the source (its generators' `finally` run now, in order)."""
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the caller itself is being cancelled, not only the pump
+        # Paused, the task waited outside the source, which a cancel does not close.
+        close_iterator = getattr(self._events, "aclose", None)
+        if close_iterator is not None:
+            await close_iterator()
         if self._close is not None:
             await self._close()
 

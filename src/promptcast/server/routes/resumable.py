@@ -41,7 +41,10 @@ async def start_resumable(request: Request, rt: Runtime, start: Start) -> Respon
     """Start a detached producer (or join the one with this Idempotency-Key) and follow it."""
     stream_id = ids.stream_id()
     headers = {"X-Request-ID": start.request_id}
-    existing = await rt.store.create(stream_id, start.idempotency_key)
+    try:
+        existing = await rt.store.create(stream_id, start.idempotency_key)
+    except PromptcastError as exc:  # the store is full or unreachable
+        raise NotStarted(exc, start.label) from None
     if existing is not None:
         return FollowResponse(rt, Position(existing, 0), None, headers)
     try:

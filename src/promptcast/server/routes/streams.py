@@ -14,8 +14,19 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from promptcast.errors import PayloadTooLarge, PromptcastError, StreamTimeout
-from promptcast.server.http import error_response, read_body, request_id_of, runtime_of
+from promptcast.errors import (
+    PayloadTooLarge,
+    PromptcastError,
+    StreamTimeout,
+    UnsupportedMediaType,
+)
+from promptcast.server.http import (
+    check_json_type,
+    error_response,
+    read_body,
+    request_id_of,
+    runtime_of,
+)
 from promptcast.server.routes.resumable import start_resumable
 from promptcast.server.runtime import Runtime
 from promptcast.server.start import START_ROUTES, Head, Kind, NotStarted, Start, plan
@@ -29,8 +40,10 @@ async def start_stream(request: Request) -> Response:
     request_id = request_id_of(request)
     try:
         try:
+            # What the body is, before reading it (415 before 413), as the door does.
+            check_json_type(request.headers.get("content-type"))
             body = await read_body(request, rt.settings.max_body_bytes)
-        except PayloadTooLarge as exc:
+        except (PayloadTooLarge, UnsupportedMediaType) as exc:
             raise NotStarted(exc, "") from None
         start = plan(START_ROUTES[request.url.path], Head(
             request.headers.get("content-type"), request.headers.get("idempotency-key")),
