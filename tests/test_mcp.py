@@ -513,3 +513,14 @@ async def test_evaluate_refuses_what_post_eval_refuses(
                                      for i, text in enumerate(arguments["prompts"])]}
     assert error == await _http_error_of(server, "/eval", body)
     assert upstream.requests == []
+
+
+async def test_a_body_over_the_largest_api_body_is_refused(
+        serve: Callable[..., RunningServer]) -> None:
+    server = serve({"PROMPTCAST_EVAL_MAX_BODY_BYTES": "100000"})
+    call = _rpc("tools/call", {"name": "evaluate_prompts", "arguments": {
+        "prompts": ["x" * 100_000], "cases": [{"message": "hi"}]}}, 1)
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{server.url}/mcp", json=call,
+                                 headers={"Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 413

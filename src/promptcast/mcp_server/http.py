@@ -37,7 +37,11 @@ class McpEndpoint:
         # Sessions (not stateless): a client's `notifications/cancelled` must reach the
         # session its call runs in. No DNS-rebinding host check: the other API routes
         # have none either; API keys guard them all alike.
-        self._manager = StreamableHTTPSessionManager(app=build_server(services))
+        settings = services.settings
+        self._manager = StreamableHTTPSessionManager(
+            app=build_server(services),
+            # A body may carry any tool's call: the largest the HTTP API takes (POST /eval's).
+            max_request_body_size=max(settings.max_body_bytes, settings.eval_max_body_bytes))
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[McpEndpoint]:
