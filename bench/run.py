@@ -159,7 +159,10 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None,
     with open(log, "ab") as out:
         return subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, cwd=cwd, preexec_fn=_raise_limits,
+            # The relay alone: run records (the library, on by default) are
+            # bench/library.py's to measure, and the baselines predate them.
+            env={**os.environ, "PROMPTCAST_DATABASE_URL": "off", **(env or {})}, cwd=cwd,
+            preexec_fn=_raise_limits,
             start_new_session=True,
         )
 

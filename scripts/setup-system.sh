@@ -21,6 +21,8 @@ if [ "${1:-}" != "build" ]; then
     have redis-server || need+=(redis-server)
     [ -x /usr/sbin/nginx ] || have nginx || need+=(nginx)
     dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+    # The library's tests start a throwaway PostgreSQL cluster (initdb, pg_ctl).
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || have initdb || need+=(postgresql)
 fi
 
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -37,7 +39,7 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The packaged services are started by the tests on their own ports, not by the system.
-for service in redis-server nginx; do
+for service in redis-server nginx postgresql; do
     if have systemctl && systemctl is-active --quiet "$service" 2>/dev/null; then
         $sudo systemctl stop "$service" || true
     fi

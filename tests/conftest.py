@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +40,14 @@ hypothesis.settings.load_profile("promptcast")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The library's default SQLite file goes under a temporary data directory, never $HOME."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+        yield
 
 
 @pytest.fixture(scope="module", params=["c", "python"])
@@ -281,3 +292,90 @@ def forward_proxy() -> Iterator[ForwardProxy]:
     proxy = ForwardProxy().start()
     yield proxy
     proxy.stop()
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bin(name: str) -> str:
+    """A PostgreSQL server program: on PATH, or in Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+                      key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if not versions:
+        pytest.fail(f"PostgreSQL's {name} is not installed: run `make test`, which installs it")
+    return str(versions[-1])
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL cluster in a temporary directory, on a free loopback port."""
+
+    port: int
+    workdir: Path
+    _as_postgres: list[str] = field(default_factory=list)
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run([*self._as_postgres, *argv], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=120)
+
+    def start(self) -> PostgresServer:
+        data = self.workdir / "data"
+        if not data.exists():
+            # trust: a loopback-only cluster that lives for one test session.
+            self._run(_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                      "-E", "UTF8", "--locale=C.UTF-8")
+        options = (f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c full_page_writes=off "
+                   "-c max_connections=200")
+        self._run(_pg_bin("pg_ctl"), "-D", str(data), "-l", str(self.workdir / "log"),
+                  "-o", options, "-w", "-t", "60", "start")
+        return self
+
+    def stop(self) -> None:
+        """Stop the server at once (it may come back with `start`)."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run(_pg_bin("pg_ctl"), "-D", str(self.workdir / "data"), "-m", "immediate",
+                      "-w", "stop")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; its URL."""
+        name = f"t_{secrets.token_hex(6)}"
+        self._run(_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                  "postgres", name)
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session (initdb takes seconds); each test makes a database."""
+    workdir = Path(tempfile.mkdtemp(prefix="promptcast-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        # initdb refuses to run as root: the cluster belongs to the `postgres` user.
+        shutil.chown(workdir, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    server = PostgresServer(free_port(), workdir, as_postgres).start()
+    yield server
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database of the session's cluster."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A test's library database: a real SQLite file, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'library.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()

@@ -64,7 +64,7 @@ async def test_an_allowed_origin_passes_the_preflight(
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == origin
     methods = {m.strip() for m in response.headers["access-control-allow-methods"].split(",")}
-    assert methods == {"GET", "POST", "DELETE", "OPTIONS"}
+    assert methods == {"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
     allowed = {h.strip().lower()
                for h in response.headers["access-control-allow-headers"].split(",")}
     assert {"authorization", "content-type", "last-event-id", "idempotency-key",
@@ -106,7 +106,7 @@ async def test_an_allowed_origin_can_read_a_stream_and_its_headers(cors: Running
     assert got.headers["access-control-allow-origin"] == APP
     exposed = {h.strip().lower()
                for h in got.headers["access-control-expose-headers"].split(",")}
-    assert exposed == {"x-stream-id", "x-request-id"}
+    assert exposed == {"x-stream-id", "x-request-id", "etag", "location"}
     assert got.headers["content-type"] == "text/event-stream; charset=utf-8"
 
 

@@ -20,6 +20,8 @@ LAYERS = [
     ("relay",),
     ("evals",),  # evaluation runs: on the model service; the server streams them
     ("service",),
+    # The library's database: beside the streams store, below the service (DESIGN.md).
+    ("storage",),
     ("providers",),
     ("wire",),
     ("errors", "settings", "models", "proxies", "ids", "redact", "__init__"),

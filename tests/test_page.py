@@ -313,12 +313,16 @@ class Proxy:
 
     def __init__(self, target: str, *, cut_marker: bytes | None = None,
                  cut_after: int | None = None, max_cuts: int | None = 1,
-                 slice_size: int | None = None, hold: str | None = None) -> None:
+                 slice_size: int | None = None, hold: str | None = None,
+                 cut_gate: threading.Event | None = None) -> None:
         host, port = target.removeprefix("http://").split(":")
         self.target = (host, int(port))
         self.cut_marker = cut_marker
         self.cut_after = cut_after
         self.max_cuts = max_cuts
+        # Set by the test once the browser has what came before the cut: the reset
+        # then cannot discard bytes the browser had not read yet.
+        self.cut_gate = cut_gate
         self.slice_size = slice_size
         self.hold = hold
         self.release = threading.Event()
@@ -431,6 +435,8 @@ class Proxy:
             if cut_at is not None and self._cut():
                 dst.sendall(data[:cut_at])
                 delivered += data[:cut_at]
+                if self.cut_gate is not None:
+                    self.cut_gate.wait(20)
                 self._reset(dst, src)
                 return
             step = self.slice_size or len(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -102,13 +103,19 @@ def test_a_network_drop_mid_stream_is_resumed_with_no_gap_and_no_duplicate(
     upstream.enqueue(Script.chat([*FIRST, replayed, *MIDDLE, live, *LAST], gap=0.005))
     # The browser's connection is reset after 1,500 bytes of the event stream
     # (part-way through an event); the resume request waits in the proxy.
-    proxy = Proxy(server.url, cut_after=1500, hold="/optimize-stream/")
+    browser_has_text = threading.Event()
+    proxy = Proxy(server.url, cut_after=1500, hold="/optimize-stream/",
+                  cut_gate=browser_has_text)
     posted: list[Any] = []
     page.on("request", lambda r: posted.append(r.post_data_json) if r.method == "POST" else None)
     page.add_init_script(RECORD_READS)
     try:
         open_page(page, proxy.url)
         start(page, "drop me")
+        # The reset waits until the page has read some of the stream: a reset can
+        # otherwise discard what the proxy sent but the browser had not read yet.
+        page.wait_for_function("() => (window.promptcast.result || '').length > 0")
+        browser_has_text.set()
         assert proxy.wait_for(lambda: proxy.cuts == 1, 10)
         expect_state(page, "resuming")
         expect(page.locator("#statusBadge")).to_have_text(reconnecting)
@@ -164,7 +171,8 @@ def test_when_every_retry_fails_the_result_is_cut_off(
     server: RunningServer, upstream: UpstreamDouble, page: Page,
 ) -> None:
     upstream.enqueue(Script.chat([f"p{i} " for i in range(20)], gap=0.005))
-    proxy = Proxy(server.url, cut_after=1500)
+    browser_has_text = threading.Event()
+    proxy = Proxy(server.url, cut_after=1500, cut_gate=browser_has_text)
     tries: list[str | None] = []
 
     def unreachable(route: Route) -> None:
@@ -178,6 +186,11 @@ def test_when_every_retry_fails_the_result_is_cut_off(
         open_page(page, proxy.url)
         page.clock.pause_at(page.evaluate("Date.now()") + 1000)
         start(page, "no way back")
+        # The reset waits until the page has read an event: a reset can otherwise
+        # discard what the proxy sent but the browser had not read yet (then
+        # there is no event to resume from, and nothing this test is about).
+        page.wait_for_function("() => (window.promptcast.result || '').length > 0")
+        browser_has_text.set()
         expect_state(page, "resuming")
         expect(page.locator("#noticeText")).to_have_text(RESUMING)
         for delay in SCHEDULE:

@@ -1000,3 +1000,29 @@ async def test_a_bug_while_storing_the_last_frames_ends_with_internal_error() ->
     [(_, frame)] = store.terminal_frames
     assert orjson.loads(_events(frame)[0].data)["code"] == "internal_error"
     assert stats.outcome == Outcome.ERROR
+
+
+# -- the tap: what the run recorder is given -----------------------------------------
+
+
+async def test_the_tap_sees_exactly_what_the_reader_got() -> None:
+    tapped: list[bytes] = []
+    upstream = Upstream([Event(CHUNK_1), Event(CHUNK_2), DONE])
+    sink = Sink()
+    with anyio.fail_after(5):
+        stats = await Relay(Pump(upstream.__aiter__(), upstream.aclose), PATIENT, "S",
+                            tap=tapped.append).run(sink)
+    assert stats.outcome is Outcome.DONE
+    assert b"".join(tapped) == b"".join(sink.frames)  # heartbeats are not the stream's
+
+
+async def test_the_tap_sees_the_last_reads_frames_and_our_own_terminal() -> None:
+    tapped: list[bytes] = []
+    events = _Reads(lambda up: up.data(_content("a")),
+                    lambda up: (up.data(_content("b")),
+                                up.end(UpstreamError("cut off", code="upstream_closed"))))
+    sink = Sink()
+    with anyio.fail_after(5):
+        await Relay(events, PATIENT, "s", tap=tapped.append).run(sink)
+    assert b"".join(tapped) == b"".join(sink.frames)
+    assert [e.event for e in _events(tapped[-1])] == ["error"]

@@ -76,6 +76,10 @@ def _valid(kind: str, name: str, tmp_path: Path) -> tuple[str, Any]:
         return "7", 7
     if kind.startswith("Path"):
         return "/srv/somewhere", Path("/srv/somewhere")
+    if name == "database_url":
+        return "sqlite:////srv/library.db", "sqlite:////srv/library.db"
+    if name == "record_runs":
+        return "false", False
     if name.endswith("_url"):
         scheme = "redis" if "redis" in name else "http"
         return f"{scheme}://127.0.0.1:1234", f"{scheme}://127.0.0.1:1234"

@@ -12,9 +12,13 @@
     ├── ModelNotFound                    404 model_not_found   (lists the models)
     ├── ModelUnavailable                 422 model_unavailable (names the variable to set)
     ├── NotFound                         404 not_found
+    ├── LibraryOff                       404 library_off       (a NotFound: no database configured)
+    ├── Conflict                         409 conflict          (a name already taken)
+    ├── PreconditionFailed               412 precondition_failed (a stale If-Match)
     ├── Overloaded                       503 overloaded
     ├── StoreUnavailable                 503 store_unavailable (the streams store is down)
     ├── StoreFull                        503 store_full
+    ├── DatabaseUnavailable              503 database_unavailable (the library's database)
     ├── StreamTooLarge                   413 stream_too_large  (a resumable stream's cap)
     ├── StreamStopped                    409 cancelled / abandoned (a resumable stream ended early)
     ├── ProducerLost                     502 producer_lost     (the replica generating it died)
@@ -122,6 +126,20 @@ class NotFound(PromptcastError):
     code = "not_found"
 
 
+class LibraryOff(NotFound):
+    code = "library_off"
+
+
+class Conflict(PromptcastError):
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailed(PromptcastError):
+    status = 412
+    code = "precondition_failed"
+
+
 class Overloaded(PromptcastError):
     status = 503
     code = "overloaded"
@@ -135,6 +153,11 @@ class StoreUnavailable(PromptcastError):
 class StoreFull(PromptcastError):
     status = 503
     code = "store_full"
+
+
+class DatabaseUnavailable(PromptcastError):
+    status = 503
+    code = "database_unavailable"
 
 
 class StreamTooLarge(PromptcastError):

@@ -80,6 +80,14 @@ class Settings:
 
     log_level: str = "info"
 
+    # -- library (issue 20): see storage/ ------------------------------------
+    # sqlite:///path or postgresql://user:pass@host/db; None: the library is off.
+    # from_env fills it with a file in the user's data directory ("off" keeps it off).
+    database_url: str | None = None
+    record_runs: bool = True             # a run record for every stream
+    record_queue: int = 10_000           # records waiting for the database; beyond, dropped
+    import_max_bytes: int = 32 * 1024 * 1024  # the largest POST /api/import document
+
     models: ModelTable = field(default_factory=lambda: ModelTable.build({}), compare=False)
     # HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY (proxies.py says how they combine).
     proxies: Proxies = field(default_factory=Proxies, compare=False)
@@ -104,6 +112,11 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(str(exc)) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
+        # -- library (issue 20) ----------------------------------------------
+        if "database_url" not in values:
+            values["database_url"] = default_database_url(env)
+        elif str(values["database_url"]).strip().lower() in ("off", "none"):
+            values["database_url"] = None
         settings = cls(**values)
         settings._check()
         try:
@@ -166,12 +179,57 @@ class Settings:
             read_api_keys(self.api_keys)
         if self.cors_origins is not None:
             cors_origin_list(self.cors_origins)
+        # -- library (issue 20) ----------------------------------------------
+        if self.database_url is not None and not self.database_url.startswith(DATABASE_SCHEMES):
+            raise SettingsError(
+                f"{PREFIX}DATABASE_URL must be sqlite:///path/to/file.db, "
+                "postgresql://user:password@host:5432/dbname, or off"
+            )
+        for name in ("record_queue", "import_max_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
+
+
+DATABASE_SCHEMES = ("sqlite://", "sqlite+aiosqlite://", "postgresql://", "postgres://",
+                    "postgresql+asyncpg://", "postgresql+psycopg://")
+
+
+def default_database_url(env: Mapping[str, str]) -> str | None:
+    """The library's SQLite file under the user's data directory, from `env`; None without one.
+
+    `$XDG_DATA_HOME/promptcast/promptcast.db`, else `~/.local/share/promptcast/promptcast.db`.
+    """
+    base = env.get("XDG_DATA_HOME") or ""
+    if not base and env.get("HOME"):
+        base = str(Path(env["HOME"]) / ".local" / "share")
+    if not base:
+        return None
+    return "sqlite:///" + str(Path(base).expanduser().resolve() / "promptcast" / "promptcast.db")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One configured key, and the name its owner goes by (None: unnamed)."""
+
+    key: str
+    name: str | None = None
+
+
+# A key's name: what records show as its owner. Not `key-…`, the ids of unnamed keys.
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 def read_api_keys(spec: str) -> tuple[str, ...]:
+    """The keys of `PROMPTCAST_API_KEYS`, without their names."""
+    return tuple(dict.fromkeys(k.key for k in read_named_api_keys(spec)))
+
+
+def read_named_api_keys(spec: str) -> tuple[ApiKey, ...]:
     """The keys of `PROMPTCAST_API_KEYS`: "k1,k2", or "@file" with one key a line ("#" comments).
 
-    Error messages name the variable, the file and the key's position, never the key itself.
+    A key may carry its owner's name, `name:key`; several keys may share a name
+    (one owner, keys rotated). Error messages name the variable, the file and
+    the key's position, never the key itself.
     """
     var = PREFIX + "API_KEYS"
     if spec.startswith("@"):
@@ -190,13 +248,28 @@ def read_api_keys(spec: str) -> tuple[str, ...]:
         where = var
     if not keys:
         raise SettingsError(f"{var}: {where} holds no key")
-    for number, key in enumerate(keys, 1):
+    named: dict[str, ApiKey] = {}
+    for number, entry in enumerate(keys, 1):
+        name: str | None = None
+        key = entry
+        if ":" in entry:
+            name, _, key = entry.partition(":")
+            if (not name or len(name) > 64 or not set(name) <= _NAME_CHARS
+                    or name.startswith("key-")):
+                raise SettingsError(
+                    f"{var}: key {number} in {where}: a name (before the colon) is 1 to 64 "
+                    "letters, digits, '.', '_' or '-', and does not start with 'key-'"
+                )
         # Visible ASCII, no comma: what fits in `Authorization: Bearer <key>` unchanged.
-        if not all("!" <= c <= "~" and c != "," for c in key):
+        if not key or not all("!" <= c <= "~" and c != "," for c in key):
             raise SettingsError(
-                f"{var}: key {number} in {where} has a space, comma or non-ASCII character"
+                f"{var}: key {number} in {where} has a space, comma or non-ASCII character, "
+                "or is empty"
             )
-    return tuple(dict.fromkeys(keys))
+        if key in named and named[key].name != name:
+            raise SettingsError(f"{var}: key {number} in {where} is listed twice, named apart")
+        named.setdefault(key, ApiKey(key, name))
+    return tuple(named.values())
 
 
 def cors_origin_list(spec: str) -> list[str]:

@@ -48,6 +48,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         total_timeout=getattr(args, "total_timeout", None),
         heartbeat_interval=getattr(args, "heartbeat_interval", None),
         allow_anonymous=getattr(args, "allow_anonymous", None),
+        database_url=getattr(args, "database_url", None),
     )
 
 

@@ -24,6 +24,9 @@ def register(commands: Any) -> None:
     serve.add_argument("--allow-anonymous", action="store_true", default=None,
                        help="serve a non-loopback --host without PROMPTCAST_API_KEYS "
                             "(anyone who reaches it can use your models)")
+    serve.add_argument("--database-url", metavar="URL",
+                       help="the library: sqlite:///path or postgresql://…, or off "
+                            "(default: PROMPTCAST_DATABASE_URL, else your data directory)")
     add_timeouts(serve)
     serve.set_defaults(run=run)
 
@@ -35,6 +38,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if (refusal := anonymous_refusal(settings)) is not None:
         print(f"promptcast: {refusal}", file=sys.stderr)
         return 2
+    # The library's database, reached and migrated before listening: a clear one-line
+    # error now rather than a failed start-up's traceback (main() prints it).
+    from promptcast.cli.db import check
+
+    asyncio.run(check(settings))
     serve(settings)
     return 0
 

@@ -12,8 +12,9 @@ All three are plain ASGI (not `BaseHTTPMiddleware`, which hides disconnects):
 they read the request's scope, answer errors themselves, and otherwise call the
 app with `send` untouched, so a stream's chunks cost nothing here.
 
-The API routes are `/optimize-stream*`, `/prod-api/*`, `/prompt/*`, `/v1/*` and `/mcp`;
-`/`, `/static/*`, `/healthz`, `/readyz` and `/metrics` stay open. With keys
+The API routes are `/optimize-stream*`, `/prod-api/*`, `/prompt/*`, `/v1/*`,
+`/api/*` and `/mcp`; `/`, `/static/*`, `/s/*` (shared prompts), `/healthz`,
+`/readyz` and `/metrics` stay open. With keys
 configured, an API request needs `Authorization: Bearer <key>`: none is a 401
 with `WWW-Authenticate: Bearer`, a key we do not know a 403. The presented key
 is compared, in constant time, with every configured key (digests of both, so
@@ -47,15 +48,19 @@ from promptcast.ops.ratelimit import (
     RedisLimiter,
     send_error,
 )
-from promptcast.settings import Settings, cors_origin_list, read_api_keys
+from promptcast.settings import ApiKey, Settings, cors_origin_list, read_named_api_keys
 
 _API_PATHS = ("/optimize-stream", "/eval", "/mcp")
-_API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/", "/mcp/")
+_API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/", "/api/", "/mcp/")
+# Who owns what (issue 20): a key's name, `key-<digest>` for an unnamed key, and
+# without keys the one local owner.
+LOCAL_OWNER = "local"
+_KEY_CLIENT = "key:"
 _RESUME_PREFIXES = ("/optimize-stream/", "/prod-api/optimize-stream/")
-_CORS_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
+_CORS_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
 _CORS_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key",
-                 "X-Request-ID"]
-_CORS_EXPOSE = ["X-Stream-Id", "X-Request-ID"]
+                 "X-Request-ID", "If-Match"]
+_CORS_EXPOSE = ["X-Stream-Id", "X-Request-ID", "ETag", "Location"]
 
 
 def is_api_path(path: str) -> bool:
@@ -80,6 +85,29 @@ def _digest(key: bytes) -> bytes:
 def digests(keys: tuple[str, ...]) -> list[bytes]:
     """What is kept of the configured keys: their digests."""
     return [_digest(k.encode("ascii")) for k in keys]
+
+
+def owner_id(key: ApiKey) -> str:
+    """The owner a key stands for: its name, or an id derived from its digest."""
+    return key.name or f"key-{_digest(key.key.encode('ascii')).hex()[:12]}"
+
+
+def owners(keys: tuple[ApiKey | str, ...]) -> dict[bytes, str]:
+    """Each configured key's digest → the owner it stands for (a plain str: an unnamed key)."""
+    named = (ApiKey(k) if isinstance(k, str) else k for k in keys)
+    return {_digest(k.key.encode("ascii")): owner_id(k) for k in named}
+
+
+def key_client(owner: str) -> str:
+    """The client identity (`promptcast.client`) of a request made with a key of `owner`."""
+    return _KEY_CLIENT + owner
+
+
+def owner_of(client: str | None) -> str:
+    """The owner of a request whose client (`promptcast.client` in its scope) is `client`."""
+    if client is not None and client.startswith(_KEY_CLIENT):
+        return client[len(_KEY_CLIENT):]
+    return LOCAL_OWNER
 
 
 def matching_key(known: list[bytes], presented: bytes) -> bytes | None:
@@ -122,13 +150,14 @@ class ApiKeyMiddleware:
     """Plain ASGI: marks API requests with their client, and checks keys when there are any.
 
     Without keys the client is the peer's address (after uvicorn's proxy-header
-    handling); with keys it is `key:` + a digest prefix of the key, so the key
-    itself is never stored, logged or sent to Redis.
+    handling); with keys it is `key:` + the key's owner (its name, or a digest
+    prefix of the key), so the key itself is never stored, logged or sent to Redis.
     """
 
-    def __init__(self, app: ASGIApp, *, keys: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, *, keys: tuple[ApiKey | str, ...] = ()) -> None:
         self.app = app
-        self._digests = digests(keys)
+        self._owners = owners(keys)
+        self._digests = list(self._owners)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_api_path(scope["path"]):
@@ -167,7 +196,7 @@ class ApiKeyMiddleware:
         if matched is None:
             await send_error(Forbidden("the API key is not valid"), scope, receive, send)
             return
-        scope[CLIENT_SCOPE_KEY] = f"key:{matched.hex()[:16]}"
+        scope[CLIENT_SCOPE_KEY] = key_client(self._owners[matched])
         await self.app(scope, receive, send)
 
 
@@ -188,7 +217,7 @@ def build_middleware(settings: Settings) -> list[Middleware]:
             allow_credentials=False,
             max_age=600,
         ))
-    keys = read_api_keys(settings.api_keys) if settings.api_keys else ()
+    keys = read_named_api_keys(settings.api_keys) if settings.api_keys else ()
     limited = settings.rate_limit_per_minute > 0 or settings.max_concurrent_streams > 0
     if keys or limited:
         stack.append(Middleware(ApiKeyMiddleware, keys=keys))

@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import (
 )
 
 from promptcast.relay.stats import StreamStats
+from promptcast.storage.recorder import Recorder
 
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 _DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
@@ -75,6 +76,7 @@ class Metrics:
     def __init__(self) -> None:
         self._models: dict[str, _ModelMetrics] = {}
         self._errors: Counter[tuple[str, str]] = Counter()
+        self.recorder: Recorder | None = None  # the library's run recorder, when on
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -136,6 +138,22 @@ class Metrics:
         for (model, code), count in self._errors.items():
             errors.add_metric([model, code], count)
         yield from (in_flight, streams, ttft, duration, chunks, tokens, errors)
+        if self.recorder is not None:
+            yield from _recorder_families(self.recorder)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _recorder_families(recorder: Recorder) -> Iterator[Metric]:
+    """The run recorder's counters (issue 20): written, dropped, waiting."""
+    written = CounterMetricFamily("promptcast_run_records_written",
+                                  "Run records written to the library's database")
+    written.add_metric([], recorder.written)
+    dropped = CounterMetricFamily("promptcast_run_records_dropped",
+                                  "Run records dropped: the queue for the database was full")
+    dropped.add_metric([], recorder.dropped)
+    queued = GaugeMetricFamily("promptcast_run_records_queued",
+                               "Run records waiting for the database")
+    queued.add_metric([], recorder.queued)
+    yield from (written, dropped, queued)

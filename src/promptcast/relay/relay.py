@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import orjson
@@ -74,13 +75,16 @@ class Relay:
     __slots__ = (
         "_done", "_events", "_gone", "_id_prefix", "_last_event", "_last_write", "_limits",
         "_loop", "_openai_errors", "_paused", "_pending", "_reason", "_seq", "_settled",
-        "_sink", "_sink_failed", "_start", "_stream_id", "_terminal", "_timer", "stats",
+        "_sink", "_sink_failed", "_start", "_stream_id", "_tap", "_terminal", "_timer", "stats",
     )
 
     def __init__(self, events: Upstream, limits: Limits, stream_id: str, *,
                  openai_errors: bool = False,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 tap: Callable[[bytes], object] | None = None) -> None:
         self._events = events
+        # Called with the frames written for the reader (the run recorder's), or None.
+        self._tap = tap
         self._openai_errors = openai_errors
         self._limits = limits
         self.stats = StreamStats(stream_id)
@@ -116,6 +120,8 @@ class Relay:
         try:
             await self._relay(sink, drain)
             pending, self._pending = self._pending, []
+            if self._tap is not None and pending:
+                self._tap(b"".join(pending))  # the last read's, held back for the end
             # Numbered up to the upstream's terminal frame, if it sent one.
             first = self._seq - len(pending) - (self._terminal is not None) + 1
             delivered = await sink.close(pending, first, self._conclude)
@@ -174,11 +180,15 @@ class Relay:
                              else Outcome.ERROR)
             stats.error_code = reason.error_code
             self._seq += 1
-            return error_frame(reason, f"{self._stream_id}.{self._seq}",
-                               openai_style=self._openai_errors), self._seq
-        if self._terminal is None:  # pragma: no cover - settled without a reason or an end
+            terminal = error_frame(reason, f"{self._stream_id}.{self._seq}",
+                                   openai_style=self._openai_errors)
+        elif self._terminal is None:  # pragma: no cover - settled without a reason or an end
             return None
-        return self._terminal, self._seq
+        else:
+            terminal = self._terminal
+        if self._tap is not None:
+            self._tap(terminal)
+        return terminal, self._seq
 
     def _settle(self) -> None:
         if not self._settled:
@@ -315,6 +325,8 @@ class Relay:
             return
         sink = self._sink
         assert sink is not None
+        if self._tap is not None:
+            self._tap(b"".join(pending))
         if not sink.write(pending, self._seq - len(pending) + 1):
             pending.clear()
             self._gone = True

@@ -28,6 +28,7 @@ from promptcast.relay.drain import Drain
 from promptcast.server.door import Door
 from promptcast.server.http import error_response
 from promptcast.server.protocol import DOOR
+from promptcast.server.routes import library, templates, testsets
 from promptcast.server.routes.eval import eval_run
 from promptcast.server.routes.ops import (
     STATIC,
@@ -42,7 +43,7 @@ from promptcast.server.routes.resumable import cancel_stream, resume_stream
 from promptcast.server.routes.streams import start_stream
 from promptcast.server.runtime import open_runtime
 from promptcast.server.start import START_ROUTES
-from promptcast.settings import Settings, read_api_keys
+from promptcast.settings import Settings, read_named_api_keys
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -74,7 +75,43 @@ def routes() -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        *LIBRARY_ROUTES,
     ]
+
+
+# -- the library (issue 20) ------------------------------------------------------
+LIBRARY_ROUTES = [
+    Route("/api/library", library.library_info, methods=["GET"]),
+    Route("/api/prompts", library.list_prompts, methods=["GET"]),
+    Route("/api/prompts", library.create_prompt, methods=["POST"]),
+    Route("/api/prompts/{id}", library.get_prompt, methods=["GET"]),
+    Route("/api/prompts/{id}", library.patch_prompt, methods=["PATCH"]),
+    Route("/api/prompts/{id}", library.delete_prompt, methods=["DELETE"]),
+    Route("/api/prompts/{id}/versions", library.list_versions, methods=["GET"]),
+    Route("/api/prompts/{id}/versions", library.add_version, methods=["POST"]),
+    Route("/api/prompts/{id}/share", library.share_prompt, methods=["POST"]),
+    Route("/api/prompts/{id}/share", library.unshare_prompt, methods=["DELETE"]),
+    Route("/api/runs", library.list_runs, methods=["GET"]),
+    Route("/api/runs/{id}", library.get_run, methods=["GET"]),
+    Route("/api/runs/{id}", library.delete_run, methods=["DELETE"]),
+    Route("/api/export", library.export_library, methods=["GET"]),
+    Route("/api/import", library.import_library, methods=["POST"]),
+    Route("/api/testsets", testsets.list_testsets, methods=["GET"]),
+    Route("/api/testsets", testsets.create_testset, methods=["POST"]),
+    Route("/api/testsets/{id}", testsets.get_testset, methods=["GET"]),
+    Route("/api/testsets/{id}", testsets.patch_testset, methods=["PATCH"]),
+    Route("/api/testsets/{id}", testsets.delete_testset, methods=["DELETE"]),
+    Route("/api/evaluations", testsets.list_evaluations, methods=["GET"]),
+    Route("/api/evaluations", testsets.create_evaluation, methods=["POST"]),
+    Route("/api/evaluations/{id}", testsets.get_evaluation, methods=["GET"]),
+    Route("/api/evaluations/{id}", testsets.delete_evaluation, methods=["DELETE"]),
+    Route("/api/templates", templates.list_templates, methods=["GET"]),
+    Route("/api/templates", templates.create_template, methods=["POST"]),
+    Route("/api/templates/{name}", templates.get_template, methods=["GET"]),
+    Route("/api/templates/{name}", templates.patch_template, methods=["PATCH"]),
+    Route("/api/templates/{name}", templates.delete_template, methods=["DELETE"]),
+    Route("/s/{token}", library.shared_prompt, methods=["GET"]),
+]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -85,7 +122,7 @@ def create_app(settings: Settings) -> Starlette:
         async with (open_runtime(settings, app.state.drain, app.state.metrics) as runtime,
                     McpEndpoint(runtime).run() as mcp):
             state: dict[str, Any] = {"runtime": runtime, mcp.STATE_KEY: mcp}
-            keys = read_api_keys(settings.api_keys) if settings.api_keys else ()
+            keys = read_named_api_keys(settings.api_keys) if settings.api_keys else ()
             door = Door.for_app(app, runtime, keys)
             if door is not None:
                 state[DOOR] = door

@@ -31,7 +31,7 @@ from starlette.applications import Starlette
 
 from promptcast import ids
 from promptcast.errors import PromptcastError
-from promptcast.ops.auth import ApiKeyMiddleware, bearer, digests, matching_key
+from promptcast.ops.auth import ApiKeyMiddleware, bearer, key_client, matching_key, owners
 from promptcast.ops.logs import RequestIdMiddleware, log_access, request_id_var, valid_request_id
 from promptcast.relay.sink import Sink
 from promptcast.server.channels import Exchange, render_headers
@@ -40,6 +40,7 @@ from promptcast.server.runtime import Runtime
 from promptcast.server.sinks import ChannelSink
 from promptcast.server.start import START_ROUTES, Head, Kind, NotStarted, Start, plan
 from promptcast.server.streaming import SSE_RAW_HEADERS, opened_on, serve
+from promptcast.settings import ApiKey
 
 T = TypeVar("T")
 
@@ -52,15 +53,17 @@ _SSE_HEAD = render_headers(SSE_RAW_HEADERS)
 class Door:
     """Stream starts answered below ASGI, exactly as the app would answer them."""
 
-    def __init__(self, app: Starlette, rt: Runtime, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: Starlette, rt: Runtime, keys: tuple[ApiKey, ...]) -> None:
         self.app = app
         self.loop = asyncio.get_running_loop()
         self.max_body = rt.settings.max_body_bytes
         self._rt = rt
-        self._keys = digests(keys) if keys else None
+        # Each key's digest → the owner it stands for, as ApiKeyMiddleware has them.
+        self._owners = owners(keys)
+        self._keys = list(self._owners) if keys else None
 
     @classmethod
-    def for_app(cls, app: Starlette, rt: Runtime, keys: tuple[str, ...]) -> Door | None:
+    def for_app(cls, app: Starlette, rt: Runtime, keys: tuple[ApiKey, ...]) -> Door | None:
         """A door for `app`, or None when the app has middleware the door does not mirror."""
         mirrored: frozenset[object] = MIRRORED
         if any(middleware.cls not in mirrored for middleware in app.user_middleware):
@@ -73,44 +76,49 @@ class Door:
 
     def start(self, exchange: Exchange) -> Coroutine[Any, Any, None] | None:
         """The coroutine serving `exchange`, or None when the app must answer it."""
+        client = None
         if self._keys is not None:
             presented = bearer(exchange.headers)
-            if presented is None or matching_key(self._keys, presented) is None:
+            matched = None if presented is None else matching_key(self._keys, presented)
+            if matched is None:
                 return None
+            client = key_client(self._owners[matched])
         given = (exchange.header(b"x-request-id") or b"").decode("latin-1")
         request_id = given if valid_request_id(given) else ids.request_id()
         key = exchange.header(b"idempotency-key")
         head = Head((exchange.header(b"content-type") or b"").decode("latin-1"),
-                    None if key is None else key.decode("latin-1"))
+                    None if key is None else key.decode("latin-1"), client)
         try:
             start = plan(START_ROUTES[exchange.path], head, exchange.body, self._rt, request_id)
         except NotStarted:
             return None  # the app answers with the same error
         if start.kind is not Kind.STREAM:
             return None
-        return self._serve(exchange, start)
+        return self._serve(exchange, start, client)
 
-    async def _serve(self, exchange: Exchange, start: Start) -> None:
+    async def _serve(self, exchange: Exchange, start: Start, client: str | None) -> None:
         # This task's own context: every line logged for the stream names it.
         request_id_var.set(start.request_id)
-        await serve(self._rt, start, ExchangeConnection(exchange, self.loop, start.request_id))
+        await serve(self._rt, start,
+                    ExchangeConnection(exchange, self.loop, start.request_id, client))
 
 
 class ExchangeConnection:
     """`streaming.Connection` for a request served by the door."""
 
-    __slots__ = ("_exchange", "_request_id", "_started", "loop", "path")
+    __slots__ = ("_exchange", "_request_id", "_started", "client", "loop", "path")
 
     def __init__(self, exchange: Exchange, loop: asyncio.AbstractEventLoop,
-                 request_id: str) -> None:
+                 request_id: str, client: str | None) -> None:
         self._exchange = exchange
         self.loop = loop
+        self.client = client
         self.path = exchange.path
         self._request_id = request_id
         self._started = time.perf_counter()
 
-    async def opened(self, opening: Awaitable[T], limit: float) -> T:
-        return await opened_on(self._exchange, opening, limit, self.loop)
+    def opened(self, opening: Awaitable[T], limit: float) -> Coroutine[Any, Any, T]:
+        return opened_on(self._exchange, opening, limit, self.loop)
 
     async def refuse(self, exc: PromptcastError) -> None:
         response = error_response(exc, self._request_id)

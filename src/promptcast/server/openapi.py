@@ -8,6 +8,7 @@ from typing import Any, Final
 from promptcast import __version__
 from promptcast.evals.plan import MAX_NAME_CHARS, MAX_PROMPTS
 from promptcast.evals.testset import SCHEMA_PATH
+from promptcast.server import openapi_library
 from promptcast.service.schemas import MAX_TOKENS_LIMIT
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -134,6 +135,9 @@ def _optimize_schema(max_prompt: int, max_opening: int, *, gateway: bool) -> dic
             "feedback": {"type": "string", "minLength": 1, "maxLength": max_opening,
                          "pattern": NOT_BLANK,
                          "description": "What to change in `previous` (with `previous`)"},
+            "template": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$",
+                         "description": "A template's name: a built-in or one of yours "
+                                        "(GET /api/templates)"},
         },
         # A revision needs both the rewrite and what to change in it.
         "dependentRequired": {"previous": ["feedback"], "feedback": ["previous"]},
@@ -201,6 +205,7 @@ def document(*, max_prompt_chars: int, max_opening_chars: int, max_eval_cells: i
         "TestCase": testcase,
         "EvalRequest": _eval_schema(max_prompt_chars, max_opening_chars, max_eval_cells,
                                     max_eval_concurrency),
+        **openapi_library.SCHEMAS,
         "OptimizeStream": _optimize_schema(max_prompt_chars, max_opening_chars, gateway=True),
         "Optimize": _optimize_schema(max_prompt_chars, max_opening_chars, gateway=False),
     }
@@ -276,6 +281,7 @@ def document(*, max_prompt_chars: int, max_opening_chars: int, max_eval_cells: i
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
                                  "responses": {"200": {"description": "Text format", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}}}},
+            **openapi_library.paths(),
         },
         "components": {"schemas": schemas},
     }

@@ -20,6 +20,7 @@ from promptcast.relay.streams.memory import MemoryStore
 from promptcast.relay.streams.redis import RedisStore
 from promptcast.service.model_service import ModelService
 from promptcast.settings import Settings
+from promptcast.storage.library import Library, open_library
 from promptcast.wire.choose import choose_transport
 from promptcast.wire.transport import Transport
 
@@ -39,6 +40,7 @@ class Runtime:
     tasks: set[asyncio.Task[None]]
     drain: Drain
     metrics: Metrics
+    library: Library | None = None  # None: no database configured (issue 20)
 
 
 def _store(settings: Settings) -> StreamStore:
@@ -80,6 +82,19 @@ async def open_runtime(settings: Settings, drain: Drain, metrics: Metrics
     store = _store(settings)
     runtime = Runtime(settings, client, service, gateway, local, limits, store, {}, set(),
                       drain, metrics)
+    exits = contextlib.AsyncExitStack()
+    if settings.database_url:
+        # Migrates first: a database that cannot be reached or migrated stops the start.
+        try:
+            runtime.library = await exits.enter_async_context(open_library(
+                settings.database_url, record_runs=settings.record_runs,
+                record_queue=settings.record_queue))
+        except BaseException:
+            await store.aclose()
+            await registry.aclose()
+            await client.aclose()
+            raise
+        metrics.recorder = runtime.library.recorder
     default = settings.models.get_spec(settings.models.default)
     if default.provider == "llama" and not settings.upstream_url:
         # Load the embedded model now, off the loop, so the first request
@@ -95,6 +110,8 @@ async def open_runtime(settings: Settings, drain: Drain, metrics: Metrics
         for task in list(runtime.tasks):
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        # After the streams: their records are queued by now, and get written.
+        await exits.aclose()
         await store.aclose()
         await registry.aclose()
         await client.aclose()

@@ -16,6 +16,7 @@ from promptcast.errors import InvalidField, PromptcastError
 from promptcast.providers.base import ChatRequest, ChunkStream
 from promptcast.relay.relay import Limits, Upstream
 from promptcast.server.http import check_json_type
+from promptcast.server.routes.templates import resolve
 from promptcast.server.runtime import Runtime
 from promptcast.service.optimizer_models import optimize_body, split_name, with_sampling
 from promptcast.service.prompts import Mode
@@ -51,15 +52,17 @@ class Kind(enum.Enum):
     ONCE = "once"  # one JSON answer (`"stream": false`)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Head:
     """What a start needs of the request's head."""
 
     content_type: str | None
     idempotency_key: str | None = None
+    # Who asks, as the key middleware names it (`promptcast.client`): their templates.
+    client: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Start:
     """A stream start, understood: what to open, and how to name it in logs and metrics."""
 
@@ -75,7 +78,7 @@ class Start:
     openai_errors: bool = False  # mid-stream errors in OpenAI's shape (`/v1`)
     label: str = ""  # the model errors are counted under: as the client named it
     idempotency_key: str | None = None
-    body: OptimizeRequest | None = None
+    body: OptimizeRequest | ChatRequest | None = None  # what a run record keeps
     limits: Limits | None = None  # its own limits (an evaluation's are longer), else the settings'
 
 
@@ -111,6 +114,11 @@ def plan(route: Route, head: Head, body: bytes | bytearray, rt: Runtime,
 def _optimize(route: Route, body: OptimizeRequest, head: Head, rt: Runtime,
               request_id: str) -> Start:
     gateway = route is Route.GATEWAY
+
+    async def resolved() -> OptimizeRequest:
+        # A template's text is found (maybe in the database) as part of opening.
+        return await resolve(rt, head.client, body) if body.template else body
+
     if not body.stream:
         if gateway:
             raise InvalidField(
@@ -118,19 +126,26 @@ def _optimize(route: Route, body: OptimizeRequest, head: Head, rt: Runtime,
                 "POST /prompt/optimize-prompt with \"stream\": false",
                 field="stream",
             )
-        return Start(Kind.ONCE, body.model, body.mode, request_id,
-                     lambda: rt.service.optimize(body, request_id),
-                     once=lambda: rt.service.optimize(body, request_id), label=body.model,
-                     body=body)
+
+        async def once() -> ChunkStream:
+            return await rt.service.optimize(await resolved(), request_id)
+
+        return Start(Kind.ONCE, body.model, body.mode, request_id, once, once=once,
+                     label=body.model, body=body)
     # Only the gateway's streams are resumable: elsewhere (or empty) the header means nothing.
     key = _idempotency_key(head.idempotency_key) if gateway and head.idempotency_key else None
-    if gateway and (body.resumable or key):
-        return Start(Kind.RESUMABLE, body.model, body.mode, request_id,
-                     lambda: rt.gateway.open(body, request_id), label=body.model,
-                     idempotency_key=key, body=body)
     source = rt.gateway if gateway else rt.local_source
-    return Start(Kind.STREAM, body.model, body.mode, request_id,
-                 lambda: source.open(body, request_id), label=body.model, body=body)
+
+    async def with_template() -> Upstream:
+        return await source.open(await resolved(), request_id)
+
+    def opening() -> Coroutine[Any, Any, Upstream]:
+        # Without a template, no coroutine of ours around the source's: once a stream.
+        return with_template() if body.template else source.open(body, request_id)
+
+    kind = Kind.RESUMABLE if gateway and (body.resumable or key) else Kind.STREAM
+    return Start(kind, body.model, body.mode, request_id, opening, label=body.model,
+                 idempotency_key=key, body=body)
 
 
 def _chat(data: dict[str, Any], rt: Runtime, request_id: str, label: str) -> Start:
@@ -145,7 +160,7 @@ def _chat(data: dict[str, Any], rt: Runtime, request_id: str, label: str) -> Sta
         return rt.service.chat(chat)
 
     return Start(Kind.STREAM if body.stream else Kind.ONCE, chat.model, "chat", request_id,
-                 opening, once=opening, openai_errors=True, label=label)
+                 opening, once=opening, openai_errors=True, label=label, body=chat)
 
 
 def _optimizer(data: dict[str, Any], body: ChatCompletionBody, optimizer: tuple[Mode, str],

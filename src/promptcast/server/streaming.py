@@ -24,6 +24,7 @@ from promptcast.errors import ClientGone, PromptcastError, StreamTimeout
 from promptcast.ops.logs import STREAM_LOGGED, log_stream
 from promptcast.relay.relay import Relay, StreamStats
 from promptcast.relay.sink import Sink
+from promptcast.server import records
 from promptcast.server.channels import DirectChannel, channel_of
 from promptcast.server.http import error_response
 from promptcast.server.runtime import Runtime
@@ -47,6 +48,7 @@ class Connection(Protocol):
 
     path: str
     loop: asyncio.AbstractEventLoop
+    client: str | None  # who asks, as the key middleware names it (run records' owner)
 
     async def opened(self, opening: Awaitable[T], limit: float) -> T:
         """`opening`'s result, unless `limit` s pass (`StreamTimeout`) or the client leaves
@@ -76,20 +78,25 @@ async def serve(rt: Runtime, start: Start, conn: Connection) -> None:
     stream_id = ids.stream_id()
     sink = await conn.start([(b"x-stream-id", stream_id.encode()),
                              (b"x-request-id", start.request_id.encode())])
+    capture = records.capture(rt, conn.client, stream_id, start.body)
     relay = Relay(upstream, start.limits or rt.limits, stream_id,
-                  openai_errors=start.openai_errors, loop=conn.loop)
+                  openai_errors=start.openai_errors, loop=conn.loop,
+                  tap=None if capture is None else capture.write)
     rt.metrics.started(start.model)
     stats = await relay.run(sink, rt.drain)
     finished(rt, stats, model=start.model, mode=start.mode, request_id=start.request_id,
-             path=conn.path)
+             path=conn.path, capture=capture)
     conn.logged()
 
 
 def finished(rt: Runtime, stats: StreamStats, *, model: str, mode: str,
-             request_id: str | None, path: str | None = None) -> None:
-    """One stream ended: its log line and its metrics."""
+             request_id: str | None, path: str | None = None,
+             capture: records.Capture | None = None) -> None:
+    """One stream ended: its log line, its metrics, its run record (queued, never awaited)."""
     log_stream(stats, model=model, mode=mode, request_id=request_id, path=path)
     rt.metrics.finished(stats, model)
+    if capture is not None:
+        capture.finish(stats)
 
 
 def not_started(limit: float) -> StreamTimeout:
@@ -169,6 +176,7 @@ class AsgiConnection:
     def __init__(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         self.path: str = scope["path"]
         self.loop = asyncio.get_running_loop()
+        self.client = records.client_of(scope)
         self._scope = scope
         self._receive = receive
         self._send = send

@@ -13,6 +13,7 @@ from promptcast.models import ModelTable
 from promptcast.providers import ChatRequest, ChunkStream, ProviderRegistry
 from promptcast.service.prompts import build_messages, echo_stops
 from promptcast.service.schemas import OptimizeRequest
+from promptcast.service.templates import Values, render
 
 # Worth trying the next model for: the upstream is down, slow or rate-limited,
 # not a request the next one would refuse as well.
@@ -28,12 +29,18 @@ class ModelService:
         self.providers = providers
 
     def chat_request(self, request: OptimizeRequest, request_id: str | None = None) -> ChatRequest:
-        """The chat request that rewrites `request.prompt` in its mode."""
-        messages = build_messages(
-            request.prompt, request.mode,
-            opening=request.opening, target_chars=request.target_chars,
-            previous=request.previous, feedback=request.feedback,
-        )
+        """The chat request that rewrites `request.prompt` in its mode (or by its template)."""
+        if request.template_text is not None:
+            messages = render(request.template_text, Values(
+                request.prompt, opening=request.opening, target_chars=request.target_chars,
+                previous=request.previous, feedback=request.feedback),
+                request.template_language)
+        else:
+            messages = build_messages(
+                request.prompt, request.mode,
+                opening=request.opening, target_chars=request.target_chars,
+                previous=request.previous, feedback=request.feedback,
+            )
         return ChatRequest(model=request.model, messages=messages, request_id=request_id)
 
     async def optimize(

@@ -16,7 +16,8 @@ from promptcast.providers.base import Message
 from promptcast.service.language import NAMES, detect_language
 from promptcast.service.placeholders import find_placeholders
 
-__all__ = ["MODE_ALIASES", "Mode", "build_messages", "detect_language", "echo_stops"]
+__all__ = ["MODE_ALIASES", "Mode", "build_messages", "detect_language", "echo_stops",
+           "language_rule", "placeholder_note", "quote_tags", "wording_of"]
 
 
 class Mode(enum.StrEnum):
@@ -205,6 +206,28 @@ def echo_stops(prompt: str, *, opening: str | None = None, previous: str | None 
     return tuple(stop for key in used for stop in (f"<{tags[key]}>", f"</{tags[key]}>"))
 
 
+def wording_of(prompt: str) -> str:
+    """The language the instructions are worded in for `prompt`: `zh` for Chinese, else `en`."""
+    return "zh" if detect_language(prompt) == "zh" else "en"
+
+
+def language_rule(prompt: str, wording: str, *, revising: bool) -> str:
+    """The rule line that keeps the result in `prompt`'s language, worded in `wording`."""
+    words = _WORDING[wording]
+    language = detect_language(prompt)
+    if language in NAMES:
+        rule = words.language["named"].format(name=NAMES[language])
+    else:
+        rule = words.language["any"]
+    return rule + words.language["feedback"] if revising else rule
+
+
+def placeholder_note(prompt: str, wording: str) -> str:
+    """The sentence naming `prompt`'s own placeholders, worded in `wording` ("" for none)."""
+    slots = find_placeholders(prompt)
+    return _WORDING[wording].slots.format(slots=", ".join(slots)) if slots else ""
+
+
 def build_messages(
     prompt: str,
     mode: Mode,
@@ -216,26 +239,19 @@ def build_messages(
 ) -> tuple[Message, ...]:
     """The system and user messages that ask the model to rewrite `prompt` in `mode`,
     or, given `previous` and `feedback`, to revise the earlier rewrite `previous`."""
-    language = detect_language(prompt)
-    wording = _WORDING["zh" if language == "zh" else "en"]
+    wording = wording_of(prompt)
+    words = _WORDING[wording]
     revising = previous is not None and feedback is not None
     tags = quote_tags(prompt, opening=opening, previous=previous, feedback=feedback)
-    parts = [wording.role.format(**tags),
-             wording.revise.format(**tags) if revising else wording.tasks[mode]]
-    if target_chars is not None and mode in wording.targets:
-        parts.append(wording.targets[mode].format(n=target_chars))
+    parts = [words.role.format(**tags),
+             words.revise.format(**tags) if revising else words.tasks[mode]]
+    if target_chars is not None and mode in words.targets:
+        parts.append(words.targets[mode].format(n=target_chars))
     if opening:
-        parts.append(wording.opening.format(**tags))
-    slots = find_placeholders(prompt)
-    if language in NAMES:
-        rule = wording.language["named"].format(name=NAMES[language])
-    else:
-        rule = wording.language["any"]
-    if revising:
-        rule += wording.language["feedback"]
-    parts.append(wording.rules.format(
-        slots=wording.slots.format(slots=", ".join(slots)) if slots else "",
-        language=rule, **tags,
+        parts.append(words.opening.format(**tags))
+    parts.append(words.rules.format(
+        slots=placeholder_note(prompt, wording),
+        language=language_rule(prompt, wording, revising=revising), **tags,
     ))
     user = f"<{tags['p']}>\n{prompt}\n</{tags['p']}>"
     if revising:

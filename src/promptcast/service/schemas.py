@@ -43,6 +43,9 @@ class OptimizeRequest:
     resumable: bool = False
     previous: str | None = None
     feedback: str | None = None
+    template: str | None = None       # a template's name (issue 20)
+    template_text: str | None = None  # its text, once the route has found it
+    template_language: str | None = None  # and the language it is worded in
 
     def as_json(self) -> dict[str, Any]:
         """The body to forward to an upstream model service."""
@@ -56,6 +59,8 @@ class OptimizeRequest:
         if self.previous is not None and self.feedback is not None:
             body["previous"] = self.previous
             body["feedback"] = self.feedback
+        if self.template is not None:
+            body["template"] = self.template
         return body
 
 
@@ -135,6 +140,7 @@ def parse_optimize(
         resumable=_bool(data, "resumable", False),
         previous=previous,
         feedback=feedback,
+        template=_template(data),
     )
 
 
@@ -158,6 +164,18 @@ def _revision(data: dict[str, Any], max_previous: int,
             field="previous",
         )
     return previous, feedback
+
+
+def _template(data: dict[str, Any]) -> str | None:
+    """`template`: a template's name (issue 20), found by the route for the caller."""
+    name = data.get("template")
+    if name is None:
+        return None
+    if (not isinstance(name, str) or not 1 <= len(name) <= 100
+            or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name)):
+        raise InvalidField("`template` must be a template's name: 1 to 100 letters, digits, "
+                           "'.', '-' or '_'", field="template")
+    return name
 
 
 @dataclass(frozen=True, slots=True)

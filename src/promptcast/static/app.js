@@ -2,9 +2,11 @@
 // panel, the review, the history, language and theme.
 
 import { EvalPanel } from './eval-panel.js';
+import { authHeaders } from './api-key.js';
 import { HistoryStore } from './history.js';
 import { HistoryView } from './history-view.js';
 import { chooseLanguage, LANG_KEY, translate } from './i18n.js';
+import { LibraryPanel } from './library-panel.js';
 import { ResultView } from './result-view.js';
 import { review } from './review.js';
 import { renderReview } from './review-view.js';
@@ -74,6 +76,7 @@ function applyLanguage() {
   resultView.relabel();
   historyView.render();
   evalPanel?.relabel();
+  library.relabel();
 }
 
 // ---- theme -------------------------------------------------------------------
@@ -132,7 +135,8 @@ function renderModelNote() {
 async function loadModels() {
   const wanted = formPrefs().model;
   try {
-    const response = await fetch('/v1/models', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    const response = await fetch('/v1/models', { headers: { Accept: 'application/json', ...authHeaders() }, cache: 'no-store' });
+    if ((response.status === 401 || response.status === 403) && (await library.askKey(response.status))) return loadModels();
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const body = await response.json();
     models = Array.isArray(body?.data) ? body.data.filter((m) => typeof m?.id === 'string') : [];
@@ -211,6 +215,7 @@ function updateResultActions() {
   const has = Boolean(shown?.text) && !current;
   $('copyButton').disabled = !has;
   $('reuseButton').disabled = !has;
+  library.setResult(current ? null : shown);
 }
 
 function figuresTick() {
@@ -233,6 +238,8 @@ async function start(revision = {}) {
   }
   const opening = openingInput.value.trim() === '' ? null : openingInput.value;
   const request = { prompt, type: typeSelect.value, model, opening, ...extra };
+  const template = library.selectedTemplate();
+  if (template) request.template = template;
   saveFormPrefs();
 
   const run = { controller: new AbortController(), clock: new RunClock(performance.now()), request, timer: 0, streamId: null };
@@ -317,6 +324,7 @@ function finish(run, outcome) {
   resultView.flush();
   resultView.setFigures(figures);
   shown.status = state;
+  shown.runId = run.streamId;
 
   let reviewData = null;
   switch (outcome.status) {
@@ -348,6 +356,7 @@ function finish(run, outcome) {
     }
     case 'http_error':
       showFieldError(t('msg.http', { message: outcome.message }), outcome.field);
+      if (outcome.httpStatus === 401 || outcome.httpStatus === 403) library.askKey(outcome.httpStatus);
       break;
     default:
       resultView.setNotice('msg.network', { message: outcome.message ?? '' }, null, 'error');
@@ -359,6 +368,7 @@ function finish(run, outcome) {
   if (shown.text !== '' || outcome.status === 'done') {
     historyStore.add({
       ...run.request,
+      runId: run.streamId,
       result: shown.text,
       status: state,
       stats: {
@@ -383,7 +393,7 @@ function restore(entry) {
   updatePromptCount();
 
   const request = { prompt: entry.prompt, type: entry.type, model: entry.model, opening: entry.opening };
-  shown = { request, text: entry.result ?? '', status: entry.status ?? 'done' };
+  shown = { request, text: entry.result ?? '', status: entry.status ?? 'done', runId: entry.runId ?? null };
   resultView.show(entry.prompt ?? '', shown.text);
   resultView.setState(shown.status);
   const s = entry.stats ?? {};
@@ -449,7 +459,31 @@ function reuseResult() {
 // ---- history -----------------------------------------------------------------
 
 const historyStore = new HistoryStore(storage);
-const historyView = new HistoryView(historyStore, i18n, { onRestore: restore });
+const historyView = new HistoryView(historyStore, i18n, {
+  onRestore: restore,
+  onRemove: (entries) => library.forget(entries),
+});
+
+// ---- library -----------------------------------------------------------------
+
+function openInEditor(version) {
+  if (current) stop();
+  clearFieldErrors();
+  promptInput.value = version.text;
+  if (['optimize', 'expand', 'shorten'].includes(version.mode)) typeSelect.value = version.mode;
+  if (version.model) selectModel(version.model);
+  openingInput.value = version.opening ?? '';
+  updatePromptCount();
+  promptInput.focus();
+}
+
+const library = new LibraryPanel(i18n, {
+  openInEditor,
+  announce,
+  history: historyStore,
+  onHistoryChange: () => historyView.render(),
+  onKey: () => loadModels(),
+});
 
 // ---- evaluation ----------------------------------------------------------------
 
@@ -511,6 +545,8 @@ evalPanel = new EvalPanel(i18n, storage, {
 });
 applyLanguage();
 resultView.setState('idle');
+// Both may ask for the key: one dialog answers both.
+library.start();
 loadModels();
 
 // For tests and for scripts that drove the original page.

@@ -9,13 +9,15 @@ export class HistoryView {
   /**
    * @param {import('./history.js').HistoryStore} store
    * @param {{t: Function, locale: () => string}} i18n
-   * @param {{onRestore: (entry: object) => void, onChange?: () => void}} handlers
+   * @param {{onRestore: (entry: object) => void, onChange?: () => void, onRemove?: (entries: object[]) => void}} handlers
    */
-  constructor(store, i18n, { onRestore, onChange }) {
+  constructor(store, i18n, { onRestore, onChange, onRemove }) {
     this.store = store;
     this.i18n = i18n;
     this.onRestore = onRestore;
     this.onChange = onChange ?? (() => {});
+    // Told of entries deleted here (the library deletes their runs on the server).
+    this.onRemove = onRemove ?? (() => {});
     const $ = (id) => document.getElementById(id);
     this.el = {
       list: $('historyList'),
@@ -129,7 +131,9 @@ export class HistoryView {
     // Delete, then keep keyboard focus in the list.
     const items = [...this.el.list.children];
     const index = items.indexOf(item);
+    const removed = this.store.get(id);
     this.store.remove(id);
+    if (removed) this.onRemove([removed]);
     this.render();
     const rest = this.el.list.querySelectorAll('.history-restore');
     const next = rest[Math.min(index, rest.length - 1)];
@@ -140,7 +144,9 @@ export class HistoryView {
     const n = this.store.list().length;
     if (n === 0) return;
     if (!window.confirm(this.i18n.t('history.clearConfirm', { n }))) return;
+    const removed = this.store.list();
     this.store.clear();
+    this.onRemove(removed);
     this.render();
     this.el.search.focus();
   }

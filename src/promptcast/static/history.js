@@ -5,7 +5,7 @@
 export const HISTORY_KEY = 'promptcast.history.v1';
 export const HISTORY_LIMIT = 50;
 
-const FIELDS = ['prompt', 'type', 'model', 'opening', 'result', 'status', 'stats', 'review'];
+const FIELDS = ['prompt', 'type', 'model', 'opening', 'result', 'status', 'stats', 'review', 'runId'];
 
 function newId(now) {
   const random = Math.random().toString(36).slice(2, 8);
@@ -70,6 +70,16 @@ export class HistoryStore {
     entry.result = String(run.result ?? '');
     const entries = [entry, ...this.list()].slice(0, this._limit);
     return this._save(entries) ? entry : null;
+  }
+
+  /**
+   * The library's runs (server entries with a `runId`) replace this browser's
+   * entries of runs; entries made without the library stay. Newest first.
+   */
+  merge(serverEntries) {
+    const local = this.list().filter((e) => !e.runId);
+    const all = [...serverEntries.filter(isEntry), ...local].sort((a, b) => (b.at ?? 0) - (a.at ?? 0));
+    return this._save(all.slice(0, this._limit));
   }
 
   get(id) {

@@ -5,6 +5,7 @@
 
 import { EVAL_MESSAGES } from './eval-i18n.js';
 import * as workbench from './i18n-try.js';
+import { LIBRARY_EN, LIBRARY_ZH } from './library-i18n.js';
 
 export const LANGUAGES = ['en', 'zh'];
 export const LANG_KEY = 'promptcast.lang';
@@ -134,8 +135,9 @@ const en = {
   'history.count': '{n} saved',
   'history.untitled': '(empty prompt)',
 
-  'footer.text': 'Runs and history stay in this browser. Model output is sanitized: it cannot run scripts or load remote content.',
+  'footer.text': 'Runs and history stay in this browser, and in the server’s library when it has one. Model output is sanitized: it cannot run scripts or load remote content.',
   ...EVAL_MESSAGES.en,
+  ...LIBRARY_EN,
 };
 
 const zh = {
@@ -263,8 +265,9 @@ const zh = {
   'history.count': '已保存 {n} 条',
   'history.untitled': '（空提示词）',
 
-  'footer.text': '运行结果和历史记录只保存在本浏览器中。模型输出经过净化，无法执行脚本或加载远程内容。',
+  'footer.text': '运行结果和历史记录保存在本浏览器中；服务器开启提示词库时也保存在库中。模型输出经过净化，无法执行脚本或加载远程内容。',
   ...EVAL_MESSAGES.zh,
+  ...LIBRARY_ZH,
 };
 
 // The workbench's text (try, iterate, versions, compare) lives in its own table.

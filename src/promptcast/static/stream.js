@@ -9,6 +9,7 @@
 // reconnects to GET /optimize-stream/<id> with Last-Event-ID (the decisions
 // are in resume.js), so the text continues with no duplicate and no gap.
 
+import { authHeaders } from './api-key.js';
 import { afterConnection, EventLedger, resumeAnswer, resumeDelay } from './resume.js';
 import { SSEParser } from './sse-parser.js';
 
@@ -244,7 +245,7 @@ export function cancelStream(streamId, { fetch: fetchImpl = globalThis.fetch, ur
   if (!streamId) return Promise.resolve(false);
   try {
     return Promise.resolve(
-      fetchImpl(`${url}/${encodeURIComponent(streamId)}`, { method: 'DELETE', keepalive: true, cache: 'no-store' }),
+      fetchImpl(`${url}/${encodeURIComponent(streamId)}`, { method: 'DELETE', headers: authHeaders(), keepalive: true, cache: 'no-store' }),
     ).then(
       (response) => response.status === 202,
       () => false,
@@ -346,7 +347,7 @@ export async function runStream({
 
   const first = await connect(url, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+    headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream', ...authHeaders() },
     body: JSON.stringify({ ...request, resumable: true }),
   });
   if (first.aborted) return { status: 'aborted', code: null, message: null, resumes: 0 };
@@ -399,7 +400,7 @@ export async function runStream({
       if (delay === null) return result(outcome, { status: 'cutoff', code: 'resume_failed', message: reason });
       if (!(await wait(delay, signal)) || signal?.aborted) return result(outcome, { status: 'aborted', code: null, message: null });
       episode.attempt += 1;
-      const headers = { Accept: 'text/event-stream' };
+      const headers = { Accept: 'text/event-stream', ...authHeaders() };
       if (ledger.lastId) headers['Last-Event-ID'] = ledger.lastId;
       const attempt = await connect(target, { method: 'GET', headers }, connectTimeoutMs);
       if (attempt.aborted) return result(outcome, { status: 'aborted', code: null, message: null });

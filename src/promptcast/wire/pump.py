@@ -47,20 +47,23 @@ class Pump:
     async def aclose(self) -> None:
         """Stop iterating, and close the source (its generators' `finally` run now, in order)."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # the caller itself is being cancelled, not only the pump
-        # Paused, the task waited outside the source, which a cancel does not close.
-        close_iterator = getattr(self._events, "aclose", None)
-        if close_iterator is not None:
-            await close_iterator()
-        if self._close is not None:
-            await self._close()
+        try:
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise  # the caller itself is being cancelled, not only the pump
+        finally:
+            # Paused, the task waited outside the source, which a cancel does not close;
+            # and the source is closed even when the caller is being cancelled.
+            close_iterator = getattr(self._events, "aclose", None)
+            if close_iterator is not None:
+                await close_iterator()
+            if self._close is not None:
+                await self._close()
 
     async def _pump(self, listener: EventListener) -> None:
         try:

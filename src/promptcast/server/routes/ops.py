@@ -7,7 +7,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from promptcast.errors import StoreUnavailable
+from promptcast.errors import DatabaseUnavailable, StoreUnavailable
 from promptcast.ops.metrics import CONTENT_TYPE
 from promptcast.providers.llama import local_model_present
 from promptcast.server.http import runtime_of
@@ -62,7 +62,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """GET /readyz: the streams store answers and the default model can be used."""
+    """GET /readyz: the streams store and the library's database answer, the default model works."""
     rt = runtime_of(request)
     checks: dict[str, str] = {}
     try:
@@ -70,6 +70,12 @@ async def readyz(request: Request) -> Response:
         checks["store"] = "ok"
     except StoreUnavailable as exc:
         checks["store"] = exc.message
+    if rt.library is not None:
+        try:
+            await rt.library.db.ping()
+            checks["database"] = "ok"
+        except DatabaseUnavailable as exc:
+            checks["database"] = exc.message
     spec = rt.settings.models.get_spec(rt.settings.models.default)
     if not spec.available:
         checks["default_model"] = f"{spec.name}: {spec.unavailable_reason}"

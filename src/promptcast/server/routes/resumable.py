@@ -31,6 +31,7 @@ from promptcast.relay.resumable import (
 )
 from promptcast.relay.sink import writable
 from promptcast.relay.streams import Batch
+from promptcast.server import records
 from promptcast.server.http import runtime_of
 from promptcast.server.runtime import Runtime
 from promptcast.server.start import NotStarted, Start
@@ -58,11 +59,13 @@ async def start_resumable(request: Request, rt: Runtime, start: Start) -> Respon
         if isinstance(exc, PromptcastError):
             raise NotStarted(exc, start.label) from None
         raise
+    capture = records.capture(rt, records.client_of(request.scope), stream_id, start.body)
+    relay = Relay(events, replace(rt.limits, heartbeat_interval=None), stream_id,
+                  tap=None if capture is None else capture.write)
     producer = Producer(
-        rt.store, Relay(events, replace(rt.limits, heartbeat_interval=None), stream_id),
-        stream_id, grace=rt.settings.resume_grace, drain=rt.drain,
+        rt.store, relay, stream_id, grace=rt.settings.resume_grace, drain=rt.drain,
         on_end=partial(finished, rt, model=start.model, mode=start.mode,
-                       request_id=start.request_id),
+                       request_id=start.request_id, capture=capture),
     )
     rt.metrics.started(start.model)
     rt.producers[stream_id] = producer

@@ -20,6 +20,7 @@ from promptcast.errors import (
     StreamTimeout,
     UnsupportedMediaType,
 )
+from promptcast.server import records
 from promptcast.server.http import (
     check_json_type,
     error_response,
@@ -46,8 +47,8 @@ async def start_stream(request: Request) -> Response:
         except (PayloadTooLarge, UnsupportedMediaType) as exc:
             raise NotStarted(exc, "") from None
         start = plan(START_ROUTES[request.url.path], Head(
-            request.headers.get("content-type"), request.headers.get("idempotency-key")),
-            body, rt, request_id)
+            request.headers.get("content-type"), request.headers.get("idempotency-key"),
+            records.client_of(request.scope)), body, rt, request_id)
         if start.kind is Kind.STREAM:
             return StartResponse(rt, start)
         if start.kind is Kind.RESUMABLE:
