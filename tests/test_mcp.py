@@ -47,14 +47,21 @@ class Mcp:
     upstream: UpstreamDouble
     tmp_path: Path
 
+    @property
+    def database(self) -> str:
+        """The library's database (a SQLite file of the test's own)."""
+        return f"sqlite:///{self.tmp_path / 'library.db'}"
+
     def client(self, environ: dict[str, str] | None = None) -> Client:
-        """A client of a fresh promptcast with the double's models and `environ` on top."""
+        """A client of a fresh promptcast with the double's models, the test's own library
+        database, and `environ` on top."""
+        environ = {"PROMPTCAST_DATABASE_URL": self.database, **(environ or {})}
         if self.where == "http":
             return Client(f"{self.serve(environ).url}/mcp", mode=self.mode)
         return Client(StdioServerParameters(
             command=sys.executable, args=["-m", "promptcast", "mcp"],
             env={"PROMPTCAST_MODELS_FILE": str(models_file(self.tmp_path, self.upstream)),
-                 "PROMPTCAST_DEFAULT_MODEL": "scripted", **(environ or {})},
+                 "PROMPTCAST_DEFAULT_MODEL": "scripted", **environ},
         ), mode=self.mode)
 
 
@@ -102,16 +109,17 @@ def _error(result: types.CallToolResult) -> dict[str, Any]:
 async def test_lists_the_tools(mcp: Mcp) -> None:
     async with mcp.client() as client:
         listed = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(listed) == {"optimize_prompt", "try_prompt", "evaluate_prompts"}
+    assert set(listed) == {"optimize_prompt", "try_prompt", "evaluate_prompts", "save_prompt",
+                           "list_prompts", "get_prompt"}
     optimize = listed["optimize_prompt"].input_schema
     assert optimize["required"] == ["prompt"]
     assert set(optimize["properties"]) == {"prompt", "mode", "model", "opening", "target_chars",
-                                           "previous", "feedback"}
+                                           "previous", "feedback", "template"}
     assert "optimize" in optimize["properties"]["mode"]["enum"]
     assert "scripted" in optimize["properties"]["model"]["description"]
     assert listed["try_prompt"].input_schema["required"] == ["prompt", "message"]
     evaluate = listed["evaluate_prompts"].input_schema
-    assert evaluate["required"] == ["prompts", "cases"]
+    assert evaluate["required"] == ["prompts"] and "test_set" in evaluate["properties"]
     assert "rubric" in evaluate["properties"]["cases"]["items"]["properties"]
 
 
@@ -247,6 +255,7 @@ def test_a_stdio_client_that_goes_away_cancels_the_upstream(
         upstream: UpstreamDouble, tmp_path: Path) -> None:
     upstream.enqueue(Script.chat(["你是"], then="hang"))
     env = {"PATH": "/usr/bin:/bin", "PROMPTCAST_DEFAULT_MODEL": "scripted",
+           "PROMPTCAST_DATABASE_URL": "off",
            "PROMPTCAST_MODELS_FILE": str(models_file(tmp_path, upstream))}
     with subprocess.Popen([sys.executable, "-m", "promptcast", "mcp"], env=env,
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
@@ -391,7 +400,8 @@ async def test_stdio_rewrites_on_the_embedded_model() -> None:
     # No keys, no network: what `promptcast mcp` does for someone who just installed it.
     progress = Progress()
     server = StdioServerParameters(command=sys.executable, args=["-m", "promptcast", "mcp"],
-                                   env={"PROMPTCAST_LOCAL_MAX_TOKENS": "48"})
+                                   env={"PROMPTCAST_LOCAL_MAX_TOKENS": "48",
+                                        "PROMPTCAST_DATABASE_URL": "off"})
     async with Client(server, mode="legacy") as client:
         result = await client.call_tool(
             "optimize_prompt", {"prompt": "You are a support bot for an online shop.",
@@ -524,3 +534,138 @@ async def test_a_body_over_the_largest_api_body_is_refused(
         answer = await http.post(f"{server.url}/mcp", json=call,
                                  headers={"Accept": "application/json, text/event-stream"})
     assert answer.status_code == 413
+
+
+
+# -- the library ---------------------------------------------------------------------------
+
+
+def _json_of(result: types.CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    [content] = result.content
+    assert isinstance(content, types.TextContent)
+    found: dict[str, Any] = json.loads(content.text)
+    assert found == result.structured_content
+    return found
+
+
+async def test_saved_prompts_their_versions_and_the_resources(mcp: Mcp) -> None:
+    async with mcp.client() as client:
+        saved = _json_of(await client.call_tool("save_prompt", {
+            "name": "订单客服", "text": PROMPT, "tags": ["support"]}))
+        prompt_id = saved["id"]
+        assert saved["version"]["number"] == 1 and saved["tags"] == ["support"]
+        second = _json_of(await client.call_tool("save_prompt", {
+            "id": prompt_id, "text": "你是订单客服。", "feedback": "更简洁"}))
+        assert second["current_version"] == 2 and second["version"]["feedback"] == "更简洁"
+        listed = _json_of(await client.call_tool("list_prompts", {"q": "订单"}))
+        assert [item["id"] for item in listed["items"]] == [prompt_id]
+        got = _json_of(await client.call_tool("get_prompt", {"id": prompt_id,
+                                                              "versions": True}))
+        assert [v["text"] for v in got["versions_list"]] == [PROMPT, "你是订单客服。"]
+        # The saved prompt and the templates are resources too.
+        resources = {r.uri: r for r in (await client.list_resources()).resources}
+        assert f"promptcast://prompts/{prompt_id}" in resources
+        assert "promptcast://templates/optimize.zh" in resources
+        read = await client.read_resource(f"promptcast://prompts/{prompt_id}")
+        assert [c.text for c in read.contents] == ["你是订单客服。"]  # type: ignore[union-attr]
+        template = await client.read_resource("promptcast://templates/optimize.en")
+        assert "{prompt}" in template.contents[0].text  # type: ignore[union-attr]
+        templates = (await client.list_resource_templates()).resource_templates
+        assert {t.uri_template for t in templates} == {"promptcast://prompts/{id}",
+                                                       "promptcast://templates/{name}"}
+        with pytest.raises(MCPError, match="no prompt 'nope'"):
+            await client.read_resource("promptcast://prompts/nope")
+        missing = _error(await client.call_tool("get_prompt", {"id": "nope"}))
+    assert missing == {"code": "not_found", "message": "no prompt 'nope'"}
+
+
+async def test_library_calls_act_for_the_keys_owner(
+        serve: Callable[..., RunningServer], tmp_path: Path) -> None:
+    server = serve({"PROMPTCAST_API_KEYS": "ann:key-one,bob:key-two",
+                    "PROMPTCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'owners.db'}"})
+
+    def client(key: str) -> Any:
+        return httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
+
+    async with client("key-one") as http, Client(streamable_http_client(
+            f"{server.url}/mcp", http_client=http), mode="legacy") as ann:
+        prompt_id = _json_of(await ann.call_tool("save_prompt", {
+            "name": "ann's", "text": PROMPT}))["id"]
+    async with client("key-two") as http, Client(streamable_http_client(
+            f"{server.url}/mcp", http_client=http), mode="legacy") as bob:
+        assert _json_of(await bob.call_tool("list_prompts", {}))["items"] == []
+        # Another owner's prompt is a 404, as on the HTTP API: its id tells nothing.
+        assert _error(await bob.call_tool("get_prompt", {"id": prompt_id}))["code"] == (
+            "not_found")
+        uris = [r.uri for r in (await bob.list_resources()).resources]
+        assert f"promptcast://prompts/{prompt_id}" not in uris
+    async with httpx.AsyncClient() as http1:
+        mine = await http1.get(f"{server.url}/api/prompts/{prompt_id}",
+                               headers={"Authorization": "Bearer key-one"})
+    assert mine.status_code == 200 and mine.json()["name"] == "ann's"
+
+
+async def test_without_a_database_the_library_says_how_to_turn_it_on(
+        serve: Callable[..., RunningServer]) -> None:
+    async with Client(f"{serve({'PROMPTCAST_DATABASE_URL': 'off'}).url}/mcp",
+                      mode="legacy") as client:
+        error = _error(await client.call_tool("save_prompt", {"name": "x", "text": "y"}))
+        # The templates are still there: the built-ins need no database.
+        uris = [r.uri for r in (await client.list_resources()).resources]
+    assert error["code"] == "library_off" and "PROMPTCAST_DATABASE_URL" in error["message"]
+    assert "promptcast://templates/shorten.en" in uris
+
+
+async def test_a_bad_prompt_to_save_is_the_apis_422(mcp: Mcp) -> None:
+    async with mcp.client() as client:
+        error = _error(await client.call_tool("save_prompt", {"text": PROMPT}))
+    assert error["code"] == "invalid_request" and error["field"] == "name"
+
+
+@pytest.mark.parametrize("template", ["optimize.en", "house"])
+async def test_optimize_with_a_template_sends_what_the_http_api_sends(
+        template: str, serve: Callable[..., RunningServer], upstream: UpstreamDouble,
+        tmp_path: Path) -> None:
+    server = serve({"PROMPTCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'templates.db'}"})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = await http.post("/api/templates", json={
+            "name": "house", "language": "en", "mode": "optimize",
+            "text": "Rewrite in our house style.\n[user]\n{prompt}"})
+        assert made.status_code == 201, made.text
+    upstream.enqueue(Script.chat(["ok"]), Script.chat(["ok"]))
+    async with Client(f"{server.url}/mcp", mode="legacy") as client:
+        result = await client.call_tool("optimize_prompt", {"prompt": "Be nice.",
+                                                            "template": template})
+        unknown = _error(await client.call_tool("optimize_prompt", {
+            "prompt": "Be nice.", "template": "nobody"}))
+    assert not result.is_error, result.content
+    by_mcp = _sent(upstream)
+    await post_stream(f"{server.url}/optimize-stream", {"prompt": "Be nice.",
+                                                        "template": template})
+    assert by_mcp == _sent(upstream)
+    assert unknown == await _http_error(server, {"prompt": "Be nice.", "template": "nobody"})
+    assert unknown["code"] == "not_found"
+
+
+async def test_evaluate_a_saved_test_set_by_name(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble, tmp_path: Path) -> None:
+    server = serve({"PROMPTCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'sets.db'}"})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = await http.post("/api/testsets", json={"name": "refunds", "cases": CASES})
+        assert made.status_code == 201, made.text
+    upstream.responder = EvalUpstream(ANSWERS)
+    async with Client(f"{server.url}/mcp", mode="legacy") as client:
+        by_name = await client.call_tool("evaluate_prompts", {
+            "prompts": [V1], "test_set": "refunds", "judge": False})
+        by_id = await client.call_tool("evaluate_prompts", {
+            "prompts": [V1], "test_set": made.json()["id"], "judge": False})
+        unknown = _error(await client.call_tool("evaluate_prompts", {
+            "prompts": [V1], "test_set": "nope"}))
+        both = _error(await client.call_tool("evaluate_prompts", {
+            "prompts": [V1], "test_set": "refunds", "cases": CASES}))
+    for result in (by_name, by_id):
+        summary = result.structured_content
+        assert summary["cases"] == 3 and summary["prompts"][0]["rules"]["passed"] == 2
+    assert (unknown["code"], unknown["field"]) == ("not_found", "test_set")
+    assert both["field"] == "test_set"

@@ -8,6 +8,7 @@ HTTP API's error code and message, not an exception the SDK words its own way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +20,10 @@ from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from promptcast import __version__, ids
-from promptcast.errors import ClientGone, PromptcastError, UpstreamError
+from promptcast.errors import ClientGone, InvalidField, NotFound, PromptcastError, UpstreamError
 from promptcast.evals.complete import CompletionLimits
 from promptcast.evals.runner import EvalRun
+from promptcast.mcp_server import library
 from promptcast.mcp_server.calls import Answer, Call, Report, relay_into, stream_text
 from promptcast.mcp_server.services import Services
 from promptcast.mcp_server.sink import EvalSink
@@ -35,7 +37,10 @@ from promptcast.mcp_server.tools import (
     tools,
     try_request,
 )
+from promptcast.ops.auth import owner_of
+from promptcast.ops.ratelimit import CLIENT_SCOPE_KEY
 from promptcast.relay.relay import Limits, Upstream
+from promptcast.service.template_lookup import with_template
 from promptcast.wire.pump import Pump
 
 # Where the `/mcp` endpoint leaves, in a request's scope, the news of its client leaving.
@@ -85,7 +90,7 @@ def _answer(answer: Answer, structure: dict[str, Any]) -> types.CallToolResult:
 
 def build_server(services: Services) -> Server[Any]:
     """An MCP server whose tools run on `services`; serve it over any of the SDK's transports."""
-    offered = tools(services.settings)
+    offered = tools(services.settings) + library.library_tools()
     by_name = {tool.name: tool for tool in offered}
 
     async def list_tools(ctx: ServerRequestContext[Any],
@@ -102,18 +107,51 @@ def build_server(services: Services) -> Server[Any]:
         async def report(progress: float, total: float | None, message: str) -> None:
             await ctx.session.report_progress(progress, total, message)
 
-        run = _RUNS[tool.name]
+        arguments = params.arguments or {}
         result: types.CallToolResult | None = None
         try:
+            if tool.name not in _RUNS:  # the library's: no stream, nothing to cancel
+                found = await library.call_library(services, tool.name, _owner(ctx), arguments)
+                return types.CallToolResult(
+                    content=[types.TextContent(text=orjson.dumps(found).decode())],
+                    structured_content=found)
             with _cancelled_if_client_leaves(ctx):
-                result = await run(services, params.arguments or {}, tool, report)
+                result = await _RUNS[tool.name](services, arguments, tool, report, _owner(ctx))
         except PromptcastError as exc:
             return error_result(exc)
         # Nobody reads this one: the client left, and the call was cancelled.
         return result or error_result(ClientGone("the client disconnected before the answer"))
 
+    async def list_resources(ctx: ServerRequestContext[Any],
+                             params: types.PaginatedRequestParams | None
+                             ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(
+            resources=await library.list_resources(services, _owner(ctx)))
+
+    async def list_resource_templates(ctx: ServerRequestContext[Any],
+                                      params: types.PaginatedRequestParams | None
+                                      ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=library.RESOURCE_TEMPLATES)
+
+    async def read_resource(ctx: ServerRequestContext[Any],
+                            params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        text = await library.read_resource(services, _owner(ctx), params.uri)
+        return types.ReadResourceResult(contents=[types.TextResourceContents(
+            uri=params.uri, mime_type="text/plain", text=text)])
+
     return Server("promptcast", version=__version__, title="promptcast",
-                  instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool)
+                  instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool,
+                  on_list_resources=list_resources,
+                  on_list_resource_templates=list_resource_templates,
+                  on_read_resource=read_resource)
+
+
+def _owner(ctx: ServerRequestContext[Any]) -> str:
+    """Whom a call acts for: over HTTP its API key's owner (as the HTTP API's routes do),
+    over stdio the one local owner."""
+    scope = getattr(ctx.request, "scope", None)
+    client = scope.get(CLIENT_SCOPE_KEY) if isinstance(scope, dict) else None
+    return owner_of(client if isinstance(client, str) else None)
 
 
 @contextmanager
@@ -138,17 +176,22 @@ def _cancelled_if_client_leaves(ctx: ServerRequestContext[Any]) -> Iterator[None
 
 
 async def _optimize(services: Services, arguments: dict[str, Any], tool: types.Tool,
-                    report: Report) -> types.CallToolResult:
+                    report: Report, owner: str) -> types.CallToolResult:
     body = optimize_request(arguments, services.settings, tool)
     request_id = ids.request_id()
     call = Call(tool.name, body.model, body.mode.value, body.model, request_id)
-    answer = await stream_text(services, call, lambda: services.gateway.open(body, request_id),
-                               report)
+
+    async def opening() -> Upstream:
+        # A template's text is found (maybe in the database) as part of opening, as on HTTP.
+        return await services.gateway.open(
+            await with_template(services.library, owner, body), request_id)
+
+    answer = await stream_text(services, call, opening, report)
     return _answer(answer, {"mode": body.mode.value, "model": body.model})
 
 
 async def _try(services: Services, arguments: dict[str, Any], tool: types.Tool,
-               report: Report) -> types.CallToolResult:
+               report: Report, owner: str) -> types.CallToolResult:
     request_id = ids.request_id()
     chat = try_request(arguments, services.settings, tool, request_id)
     call = Call(tool.name, chat.model, "try", chat.model, request_id)
@@ -157,9 +200,10 @@ async def _try(services: Services, arguments: dict[str, Any], tool: types.Tool,
 
 
 async def _evaluate(services: Services, arguments: dict[str, Any], tool: types.Tool,
-                    report: Report) -> types.CallToolResult:
+                    report: Report, owner: str) -> types.CallToolResult:
     settings = services.settings
-    plan = evaluate_plan(arguments, settings, tool)
+    saved = await _saved_cases(services, owner, arguments)
+    plan = evaluate_plan(arguments, settings, tool, saved)
     request_id = ids.request_id()
     completion = CompletionLimits.from_settings(settings)
     run = EvalRun(plan, services.service, settings.models, completion, request_id=request_id)
@@ -182,6 +226,33 @@ async def _evaluate(services: Services, arguments: dict[str, Any], tool: types.T
 
 
 # Each tool's call, by its name (`tools.tools()` lists the same names).
-_RUNS: dict[str, Callable[[Services, dict[str, Any], types.Tool, Report],
+_RUNS: dict[str, Callable[[Services, dict[str, Any], types.Tool, Report, str],
                           Awaitable[types.CallToolResult]]] = {
     OPTIMIZE: _optimize, TRY: _try, EVALUATE: _evaluate}
+
+
+async def _saved_cases(services: Services, owner: str,
+                       arguments: dict[str, Any]) -> list[Any] | None:
+    """The cases of the saved test set `test_set` names (its id, or its name), if it names one."""
+    wanted = arguments.get("test_set")
+    if wanted is None:
+        return None
+    if not isinstance(wanted, str) or not wanted:
+        raise InvalidField("`test_set` must be a saved test set's id or name", field="test_set")
+    sets = library.library_of(services).testsets
+    with contextlib.suppress(NotFound):
+        return list((await sets.get(owner, wanted))["cases"])
+    cursor: str | None = None
+    named: list[str] = []
+    while True:  # by name: every page of the owner's sets, ids only
+        page = await sets.search(owner, limit=200, cursor=cursor)
+        named += [item["id"] for item in page.items if item["name"] == wanted]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    if not named:
+        raise NotFound(f"no test set {wanted!r}", field="test_set")
+    if len(named) > 1:
+        raise InvalidField(f"{len(named)} test sets are named {wanted!r}: give one's id",
+                           field="test_set")
+    return list((await sets.get(owner, named[0]))["cases"])

@@ -14,6 +14,7 @@ from promptcast.relay.source import Source
 from promptcast.relay.stats import Limits
 from promptcast.service.model_service import ModelService
 from promptcast.settings import Settings
+from promptcast.storage.library import Library
 
 
 class Services(Protocol):
@@ -38,3 +39,7 @@ class Services(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+    @property
+    def library(self) -> Library | None:
+        """Saved prompts, templates and test sets; None when no database is configured."""

@@ -27,7 +27,7 @@ TRY = "try_prompt"
 EVALUATE = "evaluate_prompts"
 
 _MODES = list(MODE_ALIASES)
-_OPTIONAL_TEXTS = ("opening", "target_chars", "previous", "feedback")
+_OPTIONAL_TEXTS = ("opening", "target_chars", "previous", "feedback", "template")
 
 
 def _model_schema(models: ModelTable) -> dict[str, Any]:
@@ -68,6 +68,10 @@ def tools(settings: Settings) -> list[types.Tool]:
                     "previous": {"type": "string", "maxLength": settings.max_prompt_chars,
                                  "description": "An earlier rewrite of `prompt` to revise "
                                                 "(with `feedback`)."},
+                    "template": {"type": "string",
+                                 "description": "A template's name (the built-ins, or your own "
+                                                "from the library) to rewrite with instead of "
+                                                "the built-in meta-prompt."},
                     "feedback": {"type": "string", "maxLength": settings.max_opening_chars,
                                  "description": "What to change in `previous`, e.g. 更简洁 or "
                                                 "\"add a section on refunds\" (with "
@@ -128,7 +132,8 @@ def tools(settings: Settings) -> list[types.Tool]:
                 "against the case's rubric, and with `pairwise` compare the prompts two by "
                 "two. Returns the summary per prompt: rule pass rate, mean score, win rate "
                 "with its 95% interval, tokens, cost and latency. Progress notifications "
-                "come as each answer and judgement finishes."
+                "come as each answer and judgement finishes. Give `cases`, or a saved test "
+                "set's name as `test_set`."
             ),
             input_schema={
                 "type": "object",
@@ -149,6 +154,9 @@ def tools(settings: Settings) -> list[types.Tool]:
                     "cases": {"type": "array", "minItems": 1, "items": _case_schema(),
                               "description": "The test cases; the smallest is "
                                              "{\"message\": \"...\"}."},
+                    "test_set": {"type": "string",
+                                 "description": "Instead of `cases`: a saved test set's id or "
+                                                "name (the library's)."},
                     "model": _model_schema(models),
                     "judge": {"type": ["string", "boolean"],
                               "description": "The judge model's name, or false for no judge. "
@@ -160,7 +168,7 @@ def tools(settings: Settings) -> list[types.Tool]:
                              "description": "Values for the prompts' {{name}} placeholders, "
                                             "for every case (a case's own `vars` win)."},
                 },
-                "required": ["prompts", "cases"],
+                "required": ["prompts"],
                 "additionalProperties": False,
             },
             output_schema={"type": "object",
@@ -280,14 +288,19 @@ def try_request(arguments: dict[str, Any], settings: Settings, tool: types.Tool,
                        request_id=request_id)
 
 
-def evaluate_plan(arguments: dict[str, Any], settings: Settings, tool: types.Tool) -> EvalPlan:
-    """`evaluate_prompts`' arguments as a POST /eval body, checked by the same parser."""
+def evaluate_plan(arguments: dict[str, Any], settings: Settings, tool: types.Tool,
+                  saved_cases: list[Any] | None = None) -> EvalPlan:
+    """`evaluate_prompts`' arguments as a POST /eval body, checked by the same parser;
+    `saved_cases`, a saved test set's, when `test_set` named one."""
     _known(arguments, tool)
+    if saved_cases is not None and "cases" in arguments:
+        raise InvalidField("give `cases` or `test_set`, not both", field="test_set")
     prompts = arguments.get("prompts")
     if isinstance(prompts, list):
         prompts = [{"name": f"v{index + 1}", "text": item} if isinstance(item, str) else item
                    for index, item in enumerate(prompts)]
-    body = {"prompts": prompts, "cases": arguments.get("cases")}
+    body = {"prompts": prompts,
+            "cases": saved_cases if saved_cases is not None else arguments.get("cases")}
     for name in ("model", "judge", "pairwise", "vars"):
         if name in arguments:
             body[name] = arguments[name]
