@@ -669,3 +669,23 @@ async def test_evaluate_a_saved_test_set_by_name(
         assert summary["cases"] == 3 and summary["prompts"][0]["rules"]["passed"] == 2
     assert (unknown["code"], unknown["field"]) == ("not_found", "test_set")
     assert both["field"] == "test_set"
+
+
+async def test_calls_are_kept_as_runs_like_the_apis_streams(
+        serve: Callable[..., RunningServer], upstream: UpstreamDouble, tmp_path: Path) -> None:
+    server = serve({"PROMPTCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'runs.db'}"})
+    upstream.enqueue(Script.chat(["你是", "客服。"]), Script.chat(["您好！"]))
+    async with Client(f"{server.url}/mcp", mode="legacy") as client:
+        await client.call_tool("optimize_prompt", {"prompt": PROMPT})
+        await client.call_tool("try_prompt", {"prompt": "你是客服。", "message": "在吗"})
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        runs: list[dict[str, Any]] = []
+        with anyio.fail_after(10):
+            while len(runs) < 2:  # written in batches, off the stream's path
+                runs = (await http.get("/api/runs")).json()["items"]
+                await anyio.sleep(0.05)
+    by_kind = {run["kind"]: run for run in runs}
+    assert by_kind["optimize"]["text"] == "你是客服。"
+    assert by_kind["optimize"]["request"]["prompt"] == PROMPT
+    assert by_kind["try"]["text"] == "您好！" and by_kind["try"]["outcome"] == "done"

@@ -29,9 +29,12 @@ from promptcast.mcp_server.services import Services
 from promptcast.mcp_server.sink import EventSink, TextSink
 from promptcast.ops.logs import log_stream
 from promptcast.relay.relay import Limits, Relay, StreamStats, Upstream
+from promptcast.storage.recorder import Capture
 
 # How far (a count), out of how much if known, and what is new since the last report.
 Report = Callable[[float, float | None, str], Awaitable[None]]
+# A stream's run record, by its stream id (None when the library does not record).
+Record = Callable[[str], Capture | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +58,20 @@ class Call:
 
 
 async def stream_text(services: Services, call: Call,
-                      opening: Callable[[], Awaitable[Upstream]], report: Report) -> Answer:
+                      opening: Callable[[], Awaitable[Upstream]], report: Report,
+                      record: Record | None = None) -> Answer:
     """Open a chat stream, relay it to its end, and return its text; raises the error it
     ended with."""
     sink = TextSink()
-    await relay_into(services, call, opening, sink, report)
+    await relay_into(services, call, opening, sink, report, record=record)
     return Answer(sink.text, sink.finish_reason, sink.usage)
 
 
 async def relay_into(services: Services, call: Call, opening: Callable[[], Awaitable[Upstream]],
-                     sink: EventSink, report: Report, limits: Limits | None = None) -> None:
+                     sink: EventSink, report: Report, limits: Limits | None = None, *,
+                     record: Record | None = None) -> None:
     """Open a stream and relay it into `sink` to its end (with `limits`, else a single
-    stream's); raises the error it ended with.
+    stream's); raises the error it ended with. `record` gives the stream's run record.
 
     `report` is called from this task with the sink's news, never twice at once:
     what arrives meanwhile goes in the next report.
@@ -74,7 +79,10 @@ async def relay_into(services: Services, call: Call, opening: Callable[[], Await
     upstream = await _opened(services, call, opening)
     progress = _Progress(sink, report)
     sink.grew = progress.grew
-    relay = Relay(upstream, limits or services.limits, ids.stream_id())
+    stream_id = ids.stream_id()
+    capture = record(stream_id) if record is not None else None
+    relay = Relay(upstream, limits or services.limits, stream_id,
+                  tap=None if capture is None else capture.write)
     services.metrics.started(call.model)
     run = asyncio.ensure_future(relay.run(sink, services.drain))
     try:
@@ -86,9 +94,9 @@ async def relay_into(services: Services, call: Call, opening: Callable[[], Await
         # Cancelled (or our report failed): the reader leaves, the upstream closes.
         sink.leave()
         with anyio.CancelScope(shield=True):
-            _finished(services, call, await run)
+            _finished(services, call, await run, capture)
         raise
-    _finished(services, call, run.result())
+    _finished(services, call, run.result(), capture)
     if sink.error is not None:
         raise sink.error
 
@@ -108,10 +116,13 @@ async def _opened(services: Services, call: Call,
     raise error
 
 
-def _finished(services: Services, call: Call, stats: StreamStats) -> None:
+def _finished(services: Services, call: Call, stats: StreamStats,
+              capture: Capture | None) -> None:
     log_stream(stats, model=call.model, mode=call.mode, request_id=call.request_id,
                path=f"mcp:{call.tool}")
     services.metrics.finished(stats, call.model)
+    if capture is not None:
+        capture.finish(stats)
 
 
 class _Progress:

@@ -40,6 +40,7 @@ from promptcast.mcp_server.tools import (
 from promptcast.ops.auth import owner_of
 from promptcast.ops.ratelimit import CLIENT_SCOPE_KEY
 from promptcast.relay.relay import Limits, Upstream
+from promptcast.service import run_records
 from promptcast.service.template_lookup import with_template
 from promptcast.wire.pump import Pump
 
@@ -186,7 +187,9 @@ async def _optimize(services: Services, arguments: dict[str, Any], tool: types.T
         return await services.gateway.open(
             await with_template(services.library, owner, body), request_id)
 
-    answer = await stream_text(services, call, opening, report)
+    answer = await stream_text(
+        services, call, opening, report,
+        record=lambda stream: run_records.capture(services.library, owner, stream, body))
     return _answer(answer, {"mode": body.mode.value, "model": body.model})
 
 
@@ -195,7 +198,10 @@ async def _try(services: Services, arguments: dict[str, Any], tool: types.Tool,
     request_id = ids.request_id()
     chat = try_request(arguments, services.settings, tool, request_id)
     call = Call(tool.name, chat.model, "try", chat.model, request_id)
-    answer = await stream_text(services, call, lambda: services.service.chat(chat), report)
+    answer = await stream_text(
+        services, call, lambda: services.service.chat(chat), report,
+        record=lambda stream: run_records.capture(services.library, owner, stream, chat,
+                                                  kind="try"))
     return _answer(answer, {"model": chat.model})
 
 
