@@ -100,3 +100,19 @@ async def test_streams_pass_nginx_unbuffered_and_resume_on_any_replica(
     assert done.status == 204
     plain = await post_stream(f"{front}/optimize-stream", {"prompt": "y"})
     assert plain.status == 200 and plain.terminal.data == "[DONE]"
+
+
+async def test_mcp_sessions_stick_to_their_replica_through_nginx(
+    replicas: Callable[..., list[Process]], nginx: Callable[[list[Process]], str],
+    upstream: UpstreamDouble,
+) -> None:
+    from mcp import Client  # only this test needs the SDK's client
+
+    front = nginx(replicas())
+    async with Client(f"{front}/mcp", mode="legacy") as client:
+        # Each request of the session reaches the replica that holds it.
+        for word in ("one", "two", "three", "four"):
+            upstream.enqueue(Script.chat([word]))
+            result = await client.call_tool("optimize_prompt", {"prompt": "x"})
+            assert result.structured_content == {"text": word, "mode": "optimize",
+                                                 "model": "scripted"}

@@ -13,6 +13,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "promptcast"
 LAYERS = [
     ("cli", "__main__"),
     ("server",),
+    # The MCP server: the app mounts it at /mcp, and it uses the service, the relay and
+    # ops' metrics and logs; what it needs of the server's runtime it names as a protocol.
+    ("mcp_server",),
     ("ops",),
     ("relay",),
     ("evals",),  # evaluation runs: on the model service; the server streams them

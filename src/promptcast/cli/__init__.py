@@ -1,4 +1,4 @@
-"""The command line: `promptcast serve | optimize | try | models | eval | prompts | db`.
+"""The command line: `promptcast serve | optimize | try | models | eval | prompts | db | mcp`.
 
 Each command is a module of this package with `register(commands)`, which adds
 its parser and sets `run(args, settings) -> exit status`. Add a command there
@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import httpx
 
 from promptcast import __version__
-from promptcast.cli import db, eval, models, optimize, prompts, serve, try_prompt
+from promptcast.cli import db, eval, mcp, models, optimize, prompts, serve, try_prompt
 from promptcast.cli.common import settings_from
 from promptcast.errors import PromptcastError
 from promptcast.providers.registry import installed_providers
 from promptcast.settings import SettingsError
 
-COMMANDS = (serve, optimize, try_prompt, models, eval, prompts, db)
+COMMANDS = (serve, optimize, try_prompt, models, eval, prompts, db, mcp)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,8 @@ from promptcast.providers.base import ChatRequest, ChunkStream
 from promptcast.settings import Settings
 
 RATE_LIMITED = "upstream_rate_limited"
+# Time for a run's last events (its summary) after the slowest completion.
+RUN_MARGIN = 30.0
 
 
 class ChatOpener(Protocol):
@@ -48,6 +50,11 @@ class CompletionLimits:
         """The longest one completion can take, retries and their waits included."""
         return ((self.max_retries + 1) * (self.total + self.first_token)
                 + self.max_retries * self.max_retry_wait)
+
+    def run_gap(self, run_limit: float) -> float:
+        """The longest a run may go without an event, within the run's own limit: one
+        completion at its longest, and time for the run's last events (its summary) after."""
+        return min(run_limit, self.longest() + RUN_MARGIN)
 
 
 @dataclass(frozen=True, slots=True)

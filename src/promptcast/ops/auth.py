@@ -12,9 +12,9 @@ All three are plain ASGI (not `BaseHTTPMiddleware`, which hides disconnects):
 they read the request's scope, answer errors themselves, and otherwise call the
 app with `send` untouched, so a stream's chunks cost nothing here.
 
-The API routes are `/optimize-stream*`, `/prod-api/*`, `/prompt/*`, `/v1/*` and
-`/api/*`; `/`, `/static/*`, `/s/*` (shared prompts), `/healthz`, `/readyz` and
-`/metrics` stay open. With keys
+The API routes are `/optimize-stream*`, `/prod-api/*`, `/prompt/*`, `/v1/*`,
+`/api/*` and `/mcp`; `/`, `/static/*`, `/s/*` (shared prompts), `/healthz`,
+`/readyz` and `/metrics` stay open. With keys
 configured, an API request needs `Authorization: Bearer <key>`: none is a 401
 with `WWW-Authenticate: Bearer`, a key we do not know a 403. The presented key
 is compared, in constant time, with every configured key (digests of both, so
@@ -50,7 +50,8 @@ from promptcast.ops.ratelimit import (
 )
 from promptcast.settings import ApiKey, Settings, cors_origin_list, read_named_api_keys
 
-_API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/", "/api/")
+_API_PATHS = ("/optimize-stream", "/eval", "/mcp")
+_API_PREFIXES = ("/optimize-stream/", "/prod-api/", "/prompt/", "/v1/", "/api/", "/mcp/")
 # Who owns what (issue 20): a key's name, `key-<digest>` for an unnamed key, and
 # without keys the one local owner.
 LOCAL_OWNER = "local"
@@ -64,7 +65,7 @@ _CORS_EXPOSE = ["X-Stream-Id", "X-Request-ID", "ETag", "Location"]
 
 def is_api_path(path: str) -> bool:
     """Whether `path` is one of the API routes that keys and limits guard."""
-    return path in ("/optimize-stream", "/eval") or path.startswith(_API_PREFIXES)
+    return path in _API_PATHS or path.startswith(_API_PREFIXES)
 
 
 def _is_resume(method: str, path: str) -> bool:

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from promptcast.errors import PromptcastError
+from promptcast.mcp_server.http import McpEndpoint, McpRoute
 from promptcast.ops.auth import build_middleware
 from promptcast.ops.logs import RequestIdMiddleware
 from promptcast.ops.metrics import Metrics
@@ -68,6 +69,7 @@ def routes() -> list[BaseRoute]:
         Route("/prod-api/optimize-stream/{stream_id}", cancel_stream, methods=["DELETE"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/eval", eval_run, methods=["POST"]),
+        Route("/mcp", McpRoute()),  # MCP's Streamable HTTP: POST, GET and DELETE
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -117,8 +119,9 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_runtime(settings, app.state.drain, app.state.metrics) as runtime:
-            state: dict[str, Any] = {"runtime": runtime}
+        async with (open_runtime(settings, app.state.drain, app.state.metrics) as runtime,
+                    McpEndpoint(runtime).run() as mcp):
+            state: dict[str, Any] = {"runtime": runtime, mcp.STATE_KEY: mcp}
             keys = read_named_api_keys(settings.api_keys) if settings.api_keys else ()
             door = Door.for_app(app, runtime, keys)
             if door is not None:

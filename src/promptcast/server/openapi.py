@@ -82,6 +82,12 @@ SCHEMAS: dict[str, Any] = {
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_LIMIT},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            # Read only with an optimizer's name (`promptcast-optimize/<model>`, ...).
+            "opening": {"type": ["string", "null"],
+                        "description": "With promptcast-<mode>/<model>: the bot's first line"},
+            "target_chars": {"type": "integer", "minimum": 1, "maximum": 100000,
+                             "description": "With promptcast-expand/ or -shorten/<model>: "
+                                            "the length to aim for"},
         },
     },
     "ChatCompletion": {

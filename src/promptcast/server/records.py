@@ -12,43 +12,18 @@ from typing import Any
 
 from promptcast.ops.auth import owner_of
 from promptcast.ops.ratelimit import CLIENT_SCOPE_KEY
-from promptcast.providers.base import ChatRequest
 from promptcast.server.runtime import Runtime
-from promptcast.service.schemas import OptimizeRequest
+from promptcast.service import run_records
+from promptcast.service.run_records import Body
 from promptcast.storage.recorder import Capture
 
 __all__ = ["Body", "Capture", "capture", "client_of"]
-
-Body = OptimizeRequest | ChatRequest
 
 
 def capture(rt: Runtime, client: str | None, stream_id: str, body: Body | None, *,
             kind: str | None = None) -> Capture | None:
     """A capture for the stream `stream_id` started for `client`, or None when not recording."""
-    library = rt.library
-    if library is None or library.recorder is None or body is None:
-        return None
-    owner = owner_of(client)
-    if isinstance(body, OptimizeRequest):
-        request = body.as_json()
-        request.pop("stream", None)
-        if body.resumable:
-            request["resumable"] = True
-        return library.recorder.capture(stream_id, owner=owner, kind=kind or "optimize",
-                                        model=body.model, mode=body.mode.value,
-                                        request=request, input=body.prompt,
-                                        template=getattr(body, "template", None))
-    messages = [{"role": m.role, "content": m.content} for m in body.messages]
-    chat: dict[str, Any] = {"model": body.model, "messages": messages}
-    for name in ("max_tokens", "temperature", "top_p"):
-        if getattr(body, name) is not None:
-            chat[name] = getattr(body, name)
-    if body.stop:
-        chat["stop"] = list(body.stop)
-    last_user = next((m.content for m in reversed(body.messages) if m.role == "user"), "")
-    return library.recorder.capture(stream_id, owner=owner, kind=kind or "chat",
-                                    model=body.model, mode=None, request=chat,
-                                    input=last_user)
+    return run_records.capture(rt.library, owner_of(client), stream_id, body, kind=kind)
 
 
 def client_of(scope: Mapping[str, Any]) -> str | None:

@@ -18,7 +18,15 @@ from promptcast.relay.relay import Limits, Upstream
 from promptcast.server.http import check_json_type
 from promptcast.server.routes.templates import resolve
 from promptcast.server.runtime import Runtime
-from promptcast.service.schemas import OptimizeRequest, parse_chat, parse_json, parse_optimize
+from promptcast.service.optimizer_models import optimize_body, split_name, with_sampling
+from promptcast.service.prompts import Mode
+from promptcast.service.schemas import (
+    ChatCompletionBody,
+    OptimizeRequest,
+    parse_chat,
+    parse_json,
+    parse_optimize,
+)
 
 
 class Route(enum.Enum):
@@ -142,6 +150,9 @@ def _optimize(route: Route, body: OptimizeRequest, head: Head, rt: Runtime,
 
 def _chat(data: dict[str, Any], rt: Runtime, request_id: str, label: str) -> Start:
     body = parse_chat(data, default_model=rt.settings.models.default)
+    optimizer = split_name(body.request.model, rt.settings.models)
+    if optimizer is not None:
+        return _optimizer(data, body, optimizer, rt, request_id, label)
     chat: ChatRequest = replace(body.request, request_id=request_id,
                                 include_usage=body.include_usage or not body.stream)
 
@@ -150,6 +161,22 @@ def _chat(data: dict[str, Any], rt: Runtime, request_id: str, label: str) -> Sta
 
     return Start(Kind.STREAM if body.stream else Kind.ONCE, chat.model, "chat", request_id,
                  opening, once=opening, openai_errors=True, label=label, body=chat)
+
+
+def _optimizer(data: dict[str, Any], body: ChatCompletionBody, optimizer: tuple[Mode, str],
+               rt: Runtime, request_id: str, label: str) -> Start:
+    """A chat completion to `promptcast-<mode>/<model>`: the last user message, rewritten."""
+    mode, model = optimizer
+    s = rt.settings
+    rewrite = optimize_body(data, body, mode, model, max_prompt_chars=s.max_prompt_chars,
+                            max_opening_chars=s.max_opening_chars)
+    chat = with_sampling(rt.service.chat_request(rewrite, request_id), body)
+
+    def opening() -> Coroutine[Any, Any, ChunkStream]:
+        return rt.service.chat(chat)
+
+    return Start(Kind.STREAM if body.stream else Kind.ONCE, model, mode.value, request_id,
+                 opening, once=opening, openai_errors=True, label=label, body=rewrite)
 
 
 def _idempotency_key(value: str | None) -> str | None:

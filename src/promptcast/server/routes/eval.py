@@ -16,14 +16,11 @@ from promptcast.server.streaming import StartResponse
 from promptcast.settings import Settings
 from promptcast.wire.pump import Pump
 
-# Time for a run's last events (its summary) after the slowest completion.
-_MARGIN = 30.0
-
 
 def run_limits(settings: Settings, completion: CompletionLimits) -> Limits:
     """A run's limits as one stream: the whole run within `eval_timeout`; between two events,
     no longer than one completion can take (each cell enforces a single stream's limits)."""
-    gap = min(settings.eval_timeout, completion.longest() + _MARGIN)
+    gap = completion.run_gap(settings.eval_timeout)
     return Limits(first_token_timeout=gap, idle_timeout=gap,
                   total_timeout=settings.eval_timeout,
                   heartbeat_interval=settings.heartbeat_interval)

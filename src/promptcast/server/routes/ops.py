@@ -12,6 +12,7 @@ from promptcast.ops.metrics import CONTENT_TYPE
 from promptcast.providers.llama import local_model_present
 from promptcast.server.http import runtime_of
 from promptcast.server.openapi import document as openapi_document
+from promptcast.service.optimizer_models import optimizer_specs
 
 STATIC = Path(__file__).parent.parent.parent / "static"
 CSP = (
@@ -22,7 +23,8 @@ CSP = (
 
 
 async def list_models(request: Request) -> Response:
-    """GET /v1/models: every configured model, with whether it is usable and why not."""
+    """GET /v1/models: every configured model, with whether it is usable and why not; then the
+    optimizer's names (`promptcast-optimize/<model>`, ...) for each usable one."""
     models = runtime_of(request).settings.models
     return JSONResponse({
         "object": "list",
@@ -38,6 +40,18 @@ async def list_models(request: Request) -> Response:
                 "default": spec.name == models.default,
             }
             for spec in models
+        ] + [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "promptcast",
+                "description": f"{mode.value} the prompt in the last user message, on {spec.name}",
+                "available": True,
+                "unavailable_reason": None,
+                "default": False,
+            }
+            for name, mode, spec in optimizer_specs(models)
         ],
     })
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +14,7 @@ from promptcast.server.routes.library import NO_STORE, body_of, library_of, owne
 from promptcast.server.runtime import Runtime
 from promptcast.service import templates as t
 from promptcast.service.schemas import OptimizeRequest
+from promptcast.service.template_lookup import with_template
 from promptcast.storage.prompts import revision_of
 from promptcast.storage.templates import parse_template
 
@@ -99,15 +99,4 @@ async def delete_template(request: Request) -> Response:
 
 async def resolve(rt: Runtime, client: str | None, body: OptimizeRequest) -> OptimizeRequest:
     """`body` with its template's text: a built-in, or one of `client`'s own (else 404)."""
-    name = body.template
-    if name is None:
-        return body
-    builtin = t.builtins().get(name)
-    if builtin is not None:
-        return replace(body, template_text=builtin.text, template_language=builtin.language)
-    found = None
-    if rt.library is not None:
-        found = await rt.library.templates.find(owner_of(client), name)
-    if found is None:
-        raise NotFound(f"no template {name!r}: GET /api/templates lists the ones you can use")
-    return replace(body, template_text=found["text"], template_language=found["language"])
+    return await with_template(rt.library, owner_of(client), body)
