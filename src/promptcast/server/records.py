@@ -3,32 +3,50 @@
 A route that starts a stream asks `capture()` for a `Capture` (None when the
 library or its recording is off), hands `capture.write` to the relay as its
 tap, and `capture.finish(stats)` is called where the stream's end is logged.
+An evaluation run's body is its recording (`eval_records.py`), which keeps
+its result as an evaluation even when run records are off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from promptcast.ops.auth import owner_of
 from promptcast.ops.ratelimit import CLIENT_SCOPE_KEY
 from promptcast.providers.base import ChatRequest
+from promptcast.server.eval_records import EvalRecording
 from promptcast.server.runtime import Runtime
 from promptcast.service.schemas import OptimizeRequest
-from promptcast.storage.recorder import Capture
+from promptcast.storage.recorder import Stats
 
 __all__ = ["Body", "Capture", "capture", "client_of"]
 
-Body = OptimizeRequest | ChatRequest
+Body = OptimizeRequest | ChatRequest | EvalRecording
+
+
+class Capture(Protocol):
+    """One stream's records: the relay's tap (`write`), and its end (`finish`)."""
+
+    def write(self, frames: bytes) -> None: ...
+
+    def finish(self, stats: Stats) -> None: ...
 
 
 def capture(rt: Runtime, client: str | None, stream_id: str, body: Body | None, *,
             kind: str | None = None) -> Capture | None:
-    """A capture for the stream `stream_id` started for `client`, or None when not recording."""
+    """A capture for the stream `stream_id` started for `client`, or None when not recording.
+
+    `kind`: the run record's kind when it is not the body's own ("try" for a chat).
+    """
     library = rt.library
-    if library is None or library.recorder is None or body is None:
+    if library is None or body is None:
         return None
     owner = owner_of(client)
+    if isinstance(body, EvalRecording):
+        return body.capture(library, owner, stream_id)
+    if library.recorder is None:
+        return None
     if isinstance(body, OptimizeRequest):
         request = body.as_json()
         request.pop("stream", None)
