@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -235,6 +236,19 @@ def test_a_stopped_run_is_a_cancelled_run_record_and_no_evaluation(
     assert [e["id"] for e in client.get("/api/evaluations").json()["items"]] == [
         finished.headers["x-stream-id"]]
     assert client.get(f"/api/evaluations/{stopped}").status_code == 404
+
+
+def test_a_run_past_its_time_limit_is_a_timeout_run_record_with_its_message(
+        serve: Callable[..., RunningServer], tmp_path: Path, upstream: UpstreamDouble) -> None:
+    upstream.responder = EvalUpstream(ANSWERS, hang=True)
+    server = serve(database_url=f"sqlite:///{tmp_path / 'timeout.db'}", eval_timeout=1.5)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        ran = run(client, cases=CASES, judge=False)
+        assert events(ran)[-1].event == "timeout"
+        record = wait_for(client, f"/api/runs/{ran.headers['x-stream-id']}").json()
+        assert record["outcome"] == "timeout" and record["error"]["code"] == "timeout"
+        assert record["error"]["message"] == json.loads(events(ran)[-1].data)["message"]
+        assert client.get("/api/evaluations").json()["items"] == []
 
 
 def test_with_run_records_off_a_finished_run_is_still_kept(
