@@ -158,7 +158,7 @@ class EvalCapture:
 
     def write(self, frames: bytes) -> None:
         """The relay's tap: only the latest write is held (the run's events are observed)."""
-        self._tail = frames[-_TAIL_BYTES:]
+        self._tail = frames
 
     def finish(self, stats: Stats) -> None:
         """The stream ended: queue its run record; keep its evaluation if it has a summary."""
@@ -178,7 +178,7 @@ class EvalCapture:
             request=recording.request(),
             input="\n\n".join(p.text for p in plan.prompts)[:RUN_TEXT_CHARS],
             outcome=str(stats.outcome), error_code=stats.error_code,
-            error_message=error_message(self._tail) if stats.error_code else None,
+            error_message=error_message(self._tail[-_TAIL_BYTES:]) if stats.error_code else None,
             text=summary_text(recording.summary), prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, chunks=stats.chunks,
             ttft_ms=None if stats.first_event_after is None

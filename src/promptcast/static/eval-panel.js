@@ -224,7 +224,14 @@ export class EvalPanel {
     if (this.source?.changed && this.cases.length && !window.confirm(this.t('eval.saved.replaceConfirm', { name: this.source.name }))) return;
     try {
       const { source, cases } = await this.saved.load(id);
-      this.cases = cases.filter((c) => caseProblem(c) === null);
+      // Saved by anything (the API, an import): a case the table cannot show stops the load,
+      // rather than being dropped and then lost by a save over it.
+      const bad = cases.findIndex((c) => caseProblem(c) !== null);
+      if (bad >= 0) {
+        this._savedStatus(this.t('eval.saved.badCase', { name: source.name, n: bad + 1, problem: caseProblem(cases[bad]) }), 'error');
+        return;
+      }
+      this.cases = cases;
       this._setSource(source);
       $('evalSavedName').value = source.name;
       await this.store.save(this.cases);
