@@ -1,7 +1,7 @@
 """What an evaluation run adds to the time the upstream needs, and promptcast's CPU per cell.
 
     python -m bench.eval [--cells 200] [--concurrency 16] [--delay 200] [--chunks 20]
-                         [--gap 20] [--judge] [--rounds 3]
+                         [--gap 20] [--judge] [--rounds 3] [--database URL]
 
 A real `promptcast serve` (pinned to one core) runs POST /eval against the
 benchmarks' upstream double (`bench.upstream`, on the other core). Every cell's
@@ -14,6 +14,9 @@ server's CPU time (utime + stime from /proc) divided by the cells.
 With `--judge`, every cell is also scored by the judge, on the same upstream
 (its reply does not parse: the judge's calls still take their scripted time,
 and the run records judge errors; the floor then counts two streams a cell).
+
+With `--database URL` (`sqlite:///path`), the library is on: every run is kept
+as an evaluation and a run record (its cost is in the CPU per cell).
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=20.0, help="ms between chunks")
     parser.add_argument("--judge", action="store_true", help="score every cell with a judge too")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database", metavar="URL",
+                        help="the library's database (default: off)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="promptcast-bench-eval-"))
@@ -95,7 +100,8 @@ def main() -> None:
                                            str(port), "--models", str(models)]),
                        tmp / "server.log", cwd=ROOT,
                        env={"PROMPTCAST_DEFAULT_MODEL": "bench", "PROMPTCAST_LOG_LEVEL": "warning",
-                            "PROMPTCAST_EVAL_MAX_CONCURRENCY": str(max(32, args.concurrency))})
+                            "PROMPTCAST_EVAL_MAX_CONCURRENCY": str(max(32, args.concurrency)),
+                            "PROMPTCAST_DATABASE_URL": args.database or "off"})
         wait_http(port, "/healthz", 30, server)
 
         marker = f"[bench n={args.chunks} gap={args.gap:g} delay={args.delay:g}]"
@@ -122,6 +128,7 @@ def main() -> None:
         cpu = statistics.median(cpus)
         print(json.dumps({
             "cells": args.cells, "concurrency": args.concurrency, "judge": args.judge,
+            "database": args.database,
             "stream_ms": round(stream_s * 1000, 1), "floor_s": round(floor, 3),
             "wall_s": [round(w, 3) for w in walls], "median_wall_s": round(wall, 3),
             "over_floor_pct": round((wall / floor - 1) * 100, 2),

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .conftest import RunningServer
@@ -90,6 +91,36 @@ def test_eval_through_a_server(
     assert len(record["cells"]) == 8 and record["summary"]["judge"] == "scripted"
     bad = run(*args(files, "--server", server.url, "--concurrency", "99"), env=eval_env)
     assert bad.returncode == 1 and "422" in bad.stderr and "concurrency" in bad.stderr
+
+
+def test_eval_through_a_server_on_a_saved_test_set(
+    files: dict[str, Path], eval_env: dict[str, str], serve: Callable[..., RunningServer],
+    tmp_path: Path
+) -> None:
+    server = serve(database_url=f"sqlite:///{tmp_path / 'cli.db'}", api_keys="team:pc-cli-key-1")
+    key = {"Authorization": "Bearer pc-cli-key-1"}
+    saved = httpx.post(f"{server.url}/api/testsets", headers=key,
+                       json={"name": "support", "cases": CASES}).json()
+    prompts = ["--prompt", str(files["v1"]), "--prompt", str(files["v2"])]
+    common = [*prompts, "--model", "scripted", "--var", "shop=Acme", "--server", server.url,
+              "--api-key", "pc-cli-key-1"]
+    done = run("eval", *common, "--judge", "scripted", "--testset", "support", "--json",
+               str(files["out"]), env=eval_env)
+    assert done.returncode == 0, done.stderr
+    assert "66.7 % (2/3)" in done.stdout and "7.25" in done.stdout
+    record = json.loads(files["out"].read_text())
+    assert record["testset"] == "support" and "cases" not in record
+    assert len(record["cells"]) == 8
+    by_id = run("eval", *common, "--no-judge", "--testset", saved["id"], env=eval_env)
+    assert by_id.returncode == 0, by_id.stderr
+    unknown = run("eval", *common, "--testset", "nope", env=eval_env)
+    assert unknown.returncode == 1 and "404" in unknown.stderr and "testset" in unknown.stderr
+    # A saved test set lives on a server: without --server there is none to read.
+    local = run("eval", *prompts, "--testset", "support", env=eval_env)
+    assert local.returncode == 2 and "--server" in local.stderr
+    both = run("eval", *prompts, "--testset", "support", "--cases", str(files["cases"]),
+               env=eval_env)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
 
 
 def test_the_example_sets_load(eval_env: dict[str, str], tmp_path: Path) -> None:

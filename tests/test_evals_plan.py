@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from promptcast.errors import InvalidField, ModelUnavailable
+from promptcast.evals import plan as plans
 from promptcast.evals.cases import parse_case
 from promptcast.evals.messages import cell_messages, fill, placeholders
-from promptcast.evals.plan import PlanLimits, default_judge, parse_plan
+from promptcast.evals.plan import PlanLimits, SavedTestSet, default_judge, parse_plan
 from promptcast.models import ModelTable
 
 LIMITS = PlanLimits(max_cells=20, max_case_chars=1000, max_prompt_chars=500,
@@ -56,6 +57,40 @@ def test_every_placeholder_needs_a_value_from_the_run_or_the_case() -> None:
         plan(prompts=prompts, cases=cases, vars={"shop": "Acme"})
     assert caught.value.field == "cases[1].vars" and "{{refund_window}}" in caught.value.message
     assert plan(prompts=prompts, cases=cases, vars={"shop": "Acme", "refund_window": "30"})
+
+
+def test_cases_come_in_the_body_or_from_a_saved_test_set_never_both() -> None:
+    prompts = [{"name": "a", "text": "A"}]
+    assert plans.testset_ref({"cases": []}) is None
+    assert plans.testset_ref({"testset": "  电商 "}) == "电商"
+    for data, field in (({"testset": "x", "cases": []}, "testset"), ({"testset": ""}, "testset"),
+                        ({"testset": ["x"]}, "testset"), ({"testset": "x" * 201}, "testset")):
+        with pytest.raises(InvalidField) as caught:
+            plans.testset_ref(data)
+        assert caught.value.field == field
+    saved = SavedTestSet("t1", "电商", [{"message": "在吗"}, {"message": "退货"}])
+    got = parse_plan({"prompts": prompts, "testset": "电商"}, models=ModelTable.build({}),
+                     limits=LIMITS, saved=saved)
+    assert [c.turns[-1].content for c in got.cases] == ["在吗", "退货"] and got.testset is saved
+    # Without the library's answer (in-process, say), a `testset` cannot be run.
+    with pytest.raises(InvalidField) as caught:
+        parse_plan({"prompts": prompts, "testset": "电商"}, models=ModelTable.build({}),
+                   limits=LIMITS)
+    assert caught.value.field == "testset" and "--server" in caught.value.message
+    # A body with `cases` uses them, whatever else the caller found.
+    assert parse_plan({"prompts": prompts, "cases": [{"message": "hi"}]},
+                      models=ModelTable.build({}), limits=LIMITS, saved=saved).testset is None
+    # A saved set's cases were stored unchecked: their faults name `testset` and the case.
+    bad = SavedTestSet("t2", "typo", [{"message": "ok"}, {"message": "x", "max_chars": -1}])
+    with pytest.raises(InvalidField) as caught:
+        parse_plan({"prompts": prompts, "testset": "typo"}, models=ModelTable.build({}),
+                   limits=LIMITS, saved=bad)
+    assert caught.value.field == "testset"
+    assert "'typo', case 1 (`max_chars`)" in caught.value.message
+    with pytest.raises(InvalidField, match="at most 20") as caught:
+        parse_plan({"prompts": prompts, "testset": "big"}, models=ModelTable.build({}),
+                   limits=LIMITS, saved=SavedTestSet("t3", "big", [{"message": "x"}] * 21))
+    assert caught.value.field == "testset"
 
 
 def test_caps() -> None:

@@ -330,6 +330,33 @@ def test_every_stream_is_recorded_with_its_request_text_and_usage(
         "items"]] == [first["id"]]
 
 
+def test_a_try_column_is_a_run_of_kind_try_and_the_runs_list_tells_them_apart(
+        client: httpx.Client, upstream: UpstreamDouble) -> None:
+    messages = [{"role": "system", "content": "你是客服"}, {"role": "user", "content": "在吗"}]
+    ids = {}
+    for kind, metadata in (("try", {"promptcast_kind": "try"}), ("chat", {"other": "tag"}),
+                           ("plain", None)):
+        upstream.enqueue(Script.chat([f"{kind} answer"]))
+        body: dict[str, Any] = {"model": "scripted", "stream": True, "messages": messages}
+        if metadata is not None:
+            body["metadata"] = metadata
+        response = client.post("/v1/chat/completions", json=body)
+        assert response.text.endswith("data: [DONE]\n\n")
+        ids[kind] = response.headers["x-stream-id"]
+    runs = {r["id"]: r for r in wait_for_runs(client, 3)}
+    assert runs[ids["try"]]["kind"] == "try" and runs[ids["try"]]["text"] == "try answer"
+    assert runs[ids["chat"]]["kind"] == runs[ids["plain"]]["kind"] == "chat"
+    assert [r["id"] for r in client.get("/api/runs", params={"kind": "try"}).json()[
+        "items"]] == [ids["try"]]
+    assert {r["id"] for r in client.get("/api/runs", params={"kind": "chat"}).json()[
+        "items"]} == {ids["chat"], ids["plain"]}
+    for metadata, field in (({"promptcast_kind": "optimize"}, "metadata.promptcast_kind"),
+                            ("try", "metadata")):
+        bad = client.post("/v1/chat/completions", json={"messages": messages, "stream": True,
+                                                         "metadata": metadata})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == field
+
+
 def test_runs_page_newest_first(client: httpx.Client, upstream: UpstreamDouble) -> None:
     ids = []
     for i in range(5):

@@ -669,6 +669,17 @@ async def test_evaluate_a_saved_test_set_by_name(
         assert summary["cases"] == 3 and summary["prompts"][0]["rules"]["passed"] == 2
     assert (unknown["code"], unknown["field"]) == ("not_found", "test_set")
     assert both["field"] == "test_set"
+    # Each run is kept as POST /eval's runs are: as an evaluation, and as a run record.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        kept: list[dict[str, Any]] = []
+        runs: list[dict[str, Any]] = []
+        with anyio.fail_after(10):
+            while len(kept) < 2 or len(runs) < 2:  # written off the run's path
+                kept = (await http.get("/api/evaluations")).json()["items"]
+                runs = [r for r in (await http.get("/api/runs")).json()["items"]
+                        if r["kind"] == "eval"]
+                await anyio.sleep(0.05)
+    assert len(kept) == 2 and len(runs) == 2
 
 
 async def test_calls_are_kept_as_runs_like_the_apis_streams(

@@ -16,10 +16,12 @@ from sqlalchemy import Connection, inspect, text
 from promptcast.errors import DatabaseUnavailable
 from promptcast.settings import Settings, SettingsError, read_named_api_keys
 from promptcast.storage.database import Database
+from promptcast.storage.library import MAX_KEEPING, Library
 from promptcast.storage.migrate import MIGRATIONS
 from promptcast.storage.recorder import Recorder, deltas_text, frames_text
 from promptcast.storage.runs import RunRecord, Runs
 from promptcast.storage.tables import Base, now_us
+from promptcast.storage.testsets import EvaluationFields
 from promptcast.wire import sse
 
 from .upstream_double import chunk_json
@@ -167,6 +169,31 @@ async def test_the_recorder_writes_in_batches_and_drops_past_its_bound(tmp_path:
             await asyncio.sleep(0.01)
         assert len((await runs.search("local")).items) == 6
         writer.cancel()
+    finally:
+        await db.aclose()
+
+
+async def test_evaluations_kept_off_the_callers_path_are_bounded_and_settled_at_close(
+        tmp_path: Path, caplog: Any) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'e.db'}")
+    await db.upgrade()
+    library = Library(db, record_runs=False)
+    try:
+        fields = EvaluationFields(name="v1 vs v2", testset=None, model="m", judge=None,
+                                  summary={"cases": 1}, cells=[{"event": "cell", "case": 0}])
+        # None of their tasks has run yet: past the bound, one is dropped at once.
+        kept = [library.keep_evaluation("local", fields, f"run{i}")
+                for i in range(MAX_KEEPING + 1)]
+        assert kept == [True] * MAX_KEEPING + [False]
+        assert f"dropped evaluation run{MAX_KEEPING}" in caplog.text
+        await library.settle(30)
+        page = await library.evaluations.search("local", limit=200)
+        assert len(page.items) == MAX_KEEPING
+        assert (await library.evaluations.get("local", "run0"))["cells"] == fields.cells
+        # The same id again (a retry that had in fact been written) loses that one only.
+        assert library.keep_evaluation("local", fields, "run0")
+        await library.settle(30)
+        assert "dropped evaluation run0: the database refused it" in caplog.text
     finally:
         await db.aclose()
 

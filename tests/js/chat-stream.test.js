@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { setApiKey } from '../../src/promptcast/static/api-key.js';
 import { runChat, tryMessages } from '../../src/promptcast/static/chat-stream.js';
 
 const enc = new TextEncoder();
@@ -59,7 +60,25 @@ describe('runChat', () => {
       messages: [{ role: 'user', content: 'hi' }],
       stream: true,
       stream_options: { include_usage: true },
+      metadata: { promptcast_kind: 'try' },
     });
+    assert.equal(init.headers.Authorization, undefined);
+  });
+
+  test('carries the page’s API key, and its run kind', async () => {
+    setApiKey('k-try');
+    try {
+      let seen = null;
+      const fetch = async (url, init) => {
+        seen = init;
+        return sse(['data: [DONE]\n\n']);
+      };
+      await runChat({ fetch, model: 'm', messages: [], kind: 'chat' });
+      assert.equal(seen.headers.Authorization, 'Bearer k-try');
+      assert.deepEqual(JSON.parse(seen.body).metadata, { promptcast_kind: 'chat' });
+    } finally {
+      setApiKey(null);
+    }
   });
 
   test('a mid-stream error chunk (OpenAI’s shape on /v1) is an error', async () => {

@@ -4,8 +4,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { bars, csvField, EvalResults, heat } from '../../src/promptcast/static/eval-results.js';
-import { caseProblem, linesToList, linesToVars, listToLines, parseTestSet, placeholders, TESTSET_KEY, TestSetError, TestSetStore, toJSONL, varsToLines } from '../../src/promptcast/static/eval-testset.js';
+import { setApiKey } from '../../src/promptcast/static/api-key.js';
+import { bars, csvField, EvalResults, heat, pastFigures } from '../../src/promptcast/static/eval-results.js';
+import { caseProblem, linesToList, linesToVars, listToLines, parseTestSet, placeholders, SavedTestSets, SOURCE_KEY, StaleTestSet, TESTSET_KEY, TestSetError, TestSetStore, toJSONL, varsToLines } from '../../src/promptcast/static/eval-testset.js';
+import { LibraryApi } from '../../src/promptcast/static/library-api.js';
 
 class FakeStorage {
   constructor() {
@@ -79,6 +81,92 @@ describe('test sets', () => {
     storage.setItem(TESTSET_KEY, '{broken');
     assert.deepEqual(await store.load(), []);
     assert.deepEqual(await new TestSetStore(null).load(), []);
+  });
+});
+
+describe('test sets in the library', () => {
+  function json(status, body, headers = {}) {
+    return new Response(body === null ? null : JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
+  }
+
+  /** A LibraryApi on a scripted fetch: each call answered by `answer(method, url, init)`. */
+  function library(answer) {
+    const seen = [];
+    const api = new LibraryApi({
+      fetch: async (url, init) => {
+        seen.push({ method: init.method, url, headers: init.headers, body: init.body ? JSON.parse(init.body) : undefined });
+        return answer(init.method, url, init);
+      },
+    });
+    return { sets: new SavedTestSets(api), seen };
+  }
+
+  test('the store remembers which saved set the table came from', () => {
+    const storage = new FakeStorage();
+    const store = new TestSetStore(storage);
+    assert.equal(store.loadSource(), null);
+    store.saveSource({ id: 't1', name: '电商', etag: '"r2"', changed: false });
+    assert.deepEqual(new TestSetStore(storage).loadSource(), { id: 't1', name: '电商', etag: '"r2"', changed: false });
+    storage.setItem(SOURCE_KEY, '{"id": 3}');
+    assert.equal(store.loadSource(), null);
+    store.saveSource(null);
+    assert.equal(storage.getItem(SOURCE_KEY), null);
+  });
+
+  test('load, save as new, save over with If-Match, delete; the key is sent', async () => {
+    setApiKey('k-sets');
+    try {
+      const set = { id: 't1', name: '电商', count: 1, etag: '"r1"', cases: [{ message: '在吗' }] };
+      const { sets, seen } = library((method, url) => {
+        if (method === 'GET' && url.startsWith('/api/testsets?')) return json(200, { items: [set], next_cursor: null });
+        if (method === 'GET') return json(200, set, { ETag: '"r1"' });
+        if (method === 'POST') return json(201, { ...set, id: 't2' }, { ETag: '"r1"' });
+        if (method === 'PATCH') return json(200, { ...set, etag: '"r2"' }, { ETag: '"r2"' });
+        return new Response(null, { status: 204 });
+      });
+      assert.deepEqual(await sets.list(), [set]);
+      const { source, cases } = await sets.load('t1');
+      assert.deepEqual(source, { id: 't1', name: '电商', etag: '"r1"', changed: false });
+      assert.deepEqual(cases, [{ message: '在吗' }]);
+      assert.deepEqual(await sets.create('电商 2', cases), { id: 't2', name: '电商', etag: '"r1"', changed: false });
+      assert.deepEqual(await sets.replace(source, [{ message: '退货' }]), { id: 't1', name: '电商', etag: '"r2"', changed: false });
+      assert.equal(await sets.unchanged(source), true);
+      assert.equal(await sets.unchanged({ ...source, etag: '"r0"' }), false);
+      await sets.remove('t1');
+      assert.deepEqual(seen.map((c) => `${c.method} ${c.url}`), [
+        'GET /api/testsets?limit=200', 'GET /api/testsets/t1', 'POST /api/testsets', 'PATCH /api/testsets/t1',
+        'GET /api/testsets/t1', 'GET /api/testsets/t1', 'DELETE /api/testsets/t1',
+      ]);
+      assert.deepEqual(seen[2].body, { name: '电商 2', cases: [{ message: '在吗' }] });
+      assert.deepEqual(seen[3].body, { cases: [{ message: '退货' }] });
+      assert.equal(seen[3].headers['If-Match'], '"r1"');
+      assert.ok(seen.every((c) => c.headers.Authorization === 'Bearer k-sets'));
+    } finally {
+      setApiKey(null);
+    }
+  });
+
+  test('saving over a set changed elsewhere is a StaleTestSet; other refusals pass through', async () => {
+    const { sets } = library((method) =>
+      method === 'PATCH'
+        ? json(412, { error: { code: 'precondition_failed', message: 'changed since that ETag' } })
+        : json(422, { error: { code: 'invalid_request', message: 'too long', field: 'name' } }),
+    );
+    await assert.rejects(sets.replace({ id: 't1', name: '电商', etag: '"r1"' }, []), (err) => err instanceof StaleTestSet && err.message.includes('电商'));
+    await assert.rejects(sets.create('x'.repeat(300), []), (err) => err.status === 422 && err.field === 'name');
+  });
+});
+
+describe('kept evaluations', () => {
+  test('headline figures per prompt', () => {
+    const summary = {
+      prompts: [
+        { name: 'v1', rules: { pass_rate: 0.6667 }, judge: { mean: 5 }, pairwise: { win_rate: 0 } },
+        { name: 'v2', rules: { pass_rate: null }, judge: { mean: null }, pairwise: null },
+      ],
+    };
+    assert.equal(pastFigures(summary), 'v1: 66.7 % · 5.0 · 0 % ↑ | v2: –');
+    assert.equal(pastFigures({}), '');
   });
 });
 

@@ -39,8 +39,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--prompt", action="append", required=True, metavar="FILE",
                         help="a prompt file (repeat: the first is the baseline, the last the "
                              "candidate; '-' reads standard input); named after the file")
-    parser.add_argument("--cases", required=True, type=Path, metavar="FILE",
-                        help="the test set: .jsonl, .yaml/.yml or .json (docs/eval.md)")
+    cases = parser.add_mutually_exclusive_group(required=True)
+    cases.add_argument("--cases", type=Path, metavar="FILE",
+                       help="the test set: .jsonl, .yaml/.yml or .json (docs/eval.md)")
+    cases.add_argument("--testset", metavar="NAME",
+                       help="a test set saved in the server's library, by name or id "
+                            "(with --server)")
     parser.add_argument("--model", help="the model the bot runs on (default: the default model)")
     judge = parser.add_mutually_exclusive_group()
     judge.add_argument("--judge", metavar="MODEL",
@@ -96,16 +100,26 @@ def _prompts(files: list[str]) -> list[dict[str, str]]:
 
 def build_body(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """The POST /eval body of this command line (what runs in-process too)."""
+    if args.testset is not None:
+        # Found by the server, in the key's owner's library.
+        body: dict[str, Any] = {"prompts": _prompts(args.prompt), "testset": args.testset,
+                                "pairwise": args.pairwise}
+        return _options(args, body, {}, None)
     testset = load(args.cases, max_case_chars=settings.eval_max_case_chars)
-    values = dict(testset.vars)
+    body = {"prompts": _prompts(args.prompt),
+            "cases": [case_json(case) for case in testset.cases],
+            "pairwise": args.pairwise}
+    return _options(args, body, dict(testset.vars), testset.opening)
+
+
+def _options(args: argparse.Namespace, body: dict[str, Any], values: dict[str, str],
+             opening: str | None) -> dict[str, Any]:
+    """The run's options from the flags (over a YAML set's own `vars` and `opening`)."""
     for item in args.var:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise TestSetError(f"--var {item!r}: write it as NAME=VALUE")
         values[name] = value
-    body: dict[str, Any] = {"prompts": _prompts(args.prompt),
-                            "cases": [case_json(case) for case in testset.cases],
-                            "pairwise": args.pairwise}
     if args.model:
         body["model"] = args.model
     if args.no_judge:
@@ -116,7 +130,7 @@ def build_body(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         body["concurrency"] = args.concurrency
     if values:
         body["vars"] = values
-    opening = args.opening or testset.opening
+    opening = args.opening or opening
     if opening:
         body["opening"] = opening
     return body
@@ -126,6 +140,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the evaluation; 0 if every threshold was met, 3 if one was missed, 1 on failure."""
     if args.min_win_rate is not None and not args.pairwise:
         print("promptcast: --min-win-rate needs --pairwise", file=sys.stderr)
+        return 2
+    if args.testset is not None and not args.server:
+        print("promptcast: --testset names a test set saved on a server: give --server URL "
+              "(or --cases FILE)", file=sys.stderr)
         return 2
     try:
         body = build_body(args, settings)
@@ -200,9 +218,11 @@ async def _remote(args: argparse.Namespace, body: dict[str, Any]) -> int:
 async def _show(args: argparse.Namespace, body: dict[str, Any], judged: bool,
                 events: AsyncIterator[Event]) -> int:
     """Follow the run's events with a progress bar; then the table, the file, the thresholds."""
-    cells = len(body["prompts"]) * len(body["cases"])
-    pairs = len(body["prompts"]) * (len(body["prompts"]) - 1) // 2 if body["pairwise"] else 0
-    steps = cells + (cells if judged else 0) + pairs * len(body["cases"])
+    steps: int | None = None
+    if "cases" in body:  # a saved test set's size is the server's to know
+        cells = len(body["prompts"]) * len(body["cases"])
+        pairs = len(body["prompts"]) * (len(body["prompts"]) - 1) // 2 if body["pairwise"] else 0
+        steps = cells + (cells if judged else 0) + pairs * len(body["cases"])
     console = Console(stderr=True)
     record: dict[str, Any] = {"cells": [], "judgements": []}
     summary: dict[str, Any] | None = None
@@ -234,8 +254,10 @@ async def _show(args: argparse.Namespace, body: dict[str, Any], judged: bool,
     # Not a terminal (a CI log, a file): wide enough that no figure wraps.
     Console(width=None if sys.stdout.isatty() else 160).print(summary_table(summary))
     if args.json is not None:
+        source = ({"cases": body["cases"]} if "cases" in body
+                  else {"testset": body["testset"]})
         record = {"summary": summary, "prompts": [p["name"] for p in body["prompts"]],
-                  "cases": body["cases"], **record}
+                  **source, **record}
         args.json.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
     return _thresholds(args, summary)
 

@@ -3,6 +3,10 @@
 `parse_plan` validates a POST /eval body (the CLI builds the same body), and
 raises a 422 naming the field for anything the run could not do: over a
 cap, an unknown model, a placeholder no case fills.
+
+The cases come in the body (`cases`) or from a test set saved in the library
+(`testset`, a name or an id): `testset_ref` says which, and the server finds
+the saved set's cases for the caller before `parse_plan` checks them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ MAX_PROMPTS = 10
 MAX_NAME_CHARS = 100
 # The built-in models, strongest first: the judge by default is the first usable one.
 JUDGE_PREFERENCE = ("qwen-max", "gpt-4o-mini", "qwen-plus", "gpt-3.5-turbo", "qwen-turbo")
-_KEYS = frozenset({"prompts", "cases", "model", "judge", "pairwise", "concurrency", "vars",
-                   "opening", "deltas"})
+_KEYS = frozenset({"prompts", "cases", "testset", "model", "judge", "pairwise", "concurrency",
+                   "vars", "opening", "deltas"})
+# A saved test set's name (the library's limit) or id.
+MAX_TESTSET_REF_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,17 @@ class PromptUnderTest:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedTestSet:
+    """A test set from the library, found for the caller: what a run takes from it."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    id: str
+    name: str
+    cases: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class EvalPlan:
     """Everything a run needs to know, validated."""
 
@@ -65,6 +82,7 @@ class EvalPlan:
     deltas: bool = False
     vars: Mapping[str, str] = field(default_factory=dict)
     opening: str | None = None
+    testset: SavedTestSet | None = None  # where the cases came from, when saved
 
     @property
     def cells(self) -> int:
@@ -153,18 +171,45 @@ def _opening(value: Any, where: str, limits: PlanLimits) -> str | None:
     return value
 
 
-def _cases(data: Any, limits: PlanLimits, prompts: int) -> tuple[Case, ...]:
+def testset_ref(data: Mapping[str, Any]) -> str | None:
+    """The saved test set a body names (`testset`), or None when it gives its `cases`.
+
+    Exactly one of the two: both, or neither, is a 422 naming the field.
+    """
+    if "testset" not in data:
+        return None
+    if "cases" in data:
+        raise InvalidField("give the cases (`cases`) or a saved test set (`testset`), not both",
+                           field="testset")
+    value = data["testset"]
+    if (not isinstance(value, str) or not value.strip()
+            or len(value) > MAX_TESTSET_REF_CHARS):
+        raise InvalidField(f"`testset` must be a saved test set's name or id (1 to "
+                           f"{MAX_TESTSET_REF_CHARS} characters)", field="testset")
+    return value.strip()
+
+
+def _cases(data: Any, limits: PlanLimits, prompts: int,
+           saved: SavedTestSet | None = None) -> tuple[Case, ...]:
+    # A saved set's cases were stored as JSON objects, unchecked: their errors name `testset`.
+    field_name = "cases" if saved is None else "testset"
     if not isinstance(data, list) or not data:
-        raise InvalidField("`cases` must be a non-empty list of cases", field="cases")
+        raise InvalidField("`cases` must be a non-empty list of cases (or `testset`: a saved "
+                           "test set's name or id)" if saved is None
+                           else f"the test set {saved.name!r} has no case", field=field_name)
     if prompts * len(data) > limits.max_cells:
         raise InvalidField(
             f"{prompts} prompts x {len(data)} cases is {prompts * len(data)} cells; a run "
-            f"may have at most {limits.max_cells}", field="cases")
+            f"may have at most {limits.max_cells}", field=field_name)
     cases = []
     for index, item in enumerate(data):
         try:
             cases.append(parse_case(item, max_chars=limits.max_case_chars))
         except CaseError as exc:
+            if saved is not None:
+                key = f" (`{exc.key}`)" if exc.key else ""
+                raise InvalidField(f"the test set {saved.name!r}, case {index}{key}: "
+                                   f"{exc.message}", field=field_name) from None
             where = f"cases[{index}]" + (f".{exc.key}" if exc.key else "")
             raise InvalidField(f"`cases[{index}]`: {exc.message}", field=where) from None
     return tuple(cases)
@@ -178,17 +223,27 @@ def _flag(data: Mapping[str, Any], name: str) -> bool:
 
 
 def parse_plan(data: Mapping[str, Any], *, models: ModelTable, limits: PlanLimits,
-               default_judge_model: str | None = None) -> EvalPlan:
+               default_judge_model: str | None = None,
+               saved: SavedTestSet | None = None) -> EvalPlan:
     """Validate a run's body; every error is a 422 (or 404 for an unknown model) naming the field.
 
     `judge`: a model name; absent or null for the default judge; false for no judge.
+    `saved`: the test set the body's `testset` names, found by the caller (the server).
     """
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise InvalidField(f"unknown field(s) {unknown}; a run takes {', '.join(sorted(_KEYS))}",
                            field=unknown[0])
+    if testset_ref(data) is None:
+        saved = None
+    elif saved is None:
+        # Only a server has the library that a `testset` is found in.
+        raise InvalidField("`testset` names a test set saved on a promptcast server: run it "
+                           "there (POST /eval, promptcast eval --server), or give `cases`",
+                           field="testset")
     prompts = _prompts(data.get("prompts"), limits)
-    cases = _cases(data.get("cases"), limits, len(prompts))
+    cases = _cases(data.get("cases") if saved is None else saved.cases, limits, len(prompts),
+                   saved)
     model = _model(models, data.get("model") or models.default, "model")
     raw_judge = data.get("judge")
     if raw_judge is False:
@@ -222,7 +277,7 @@ def parse_plan(data: Mapping[str, Any], *, models: ModelTable, limits: PlanLimit
     plan = EvalPlan(
         prompts=prompts, cases=cases, model=model, judge=judge, pairwise=pairwise,
         concurrency=concurrency, deltas=_flag(data, "deltas"), vars=run_vars,
-        opening=_opening(data.get("opening"), "opening", limits),
+        opening=_opening(data.get("opening"), "opening", limits), testset=saved,
     )
     _check_fillable(plan)
     return plan
@@ -240,4 +295,4 @@ def _check_fillable(plan: EvalPlan) -> None:
                 raise InvalidField(
                     f"prompt {prompt.name!r} has placeholder(s) {names} that case {index} "
                     "gives no value for: add them to the case's `vars` or the run's `vars`",
-                    field=f"cases[{index}].vars")
+                    field="testset" if plan.testset else f"cases[{index}].vars")

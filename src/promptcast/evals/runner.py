@@ -67,6 +67,8 @@ def _error(exc: PromptcastError) -> dict[str, str]:
 
 
 NO_ANSWER = {"code": "no_answer", "message": "the answer failed, so there is nothing to judge"}
+# Told of each `cell`, `judgement` and `summary` payload as it goes out (not of deltas).
+Observer = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(slots=True)
@@ -81,8 +83,10 @@ class EvalRun:
     """One evaluation run; iterate it for its events, `aclose()` it to stop everything."""
 
     def __init__(self, plan: EvalPlan, opener: ChatOpener, models: ModelTable,
-                 limits: CompletionLimits, *, request_id: str | None = None) -> None:
+                 limits: CompletionLimits, *, request_id: str | None = None,
+                 observe: Observer | None = None) -> None:
         self.plan = plan
+        self._observe = observe
         self._opener = opener
         self._models = models
         self._limits = limits
@@ -118,7 +122,9 @@ class EvalRun:
             yield event
         if self._failure is not None:
             raise self._failure
-        yield _event("summary", self.summary())
+        summary = self.summary()
+        self._observed("summary", summary)
+        yield _event("summary", summary)
         yield DONE
 
     def summary(self) -> dict[str, Any]:
@@ -192,7 +198,19 @@ class EvalRun:
                 await self._out.put(None)
 
     async def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind != "delta":
+            self._observed(kind, payload)
         await self._out.put(_event(kind, payload))
+
+    def _observed(self, kind: str, payload: dict[str, Any]) -> None:
+        if self._observe is None:
+            return
+        try:
+            self._observe(kind, payload)
+        except Exception:
+            # Whoever watches (a recording) must never break the run it watches.
+            log.exception("an evaluation run's observer failed; it is dropped")
+            self._observe = None
 
     async def _complete(self, request: ChatRequest,
                         on_delta: Callable[[str], Awaitable[None]] | None = None

@@ -29,7 +29,7 @@ from promptcast.mcp_server.services import Services
 from promptcast.mcp_server.sink import EventSink, TextSink
 from promptcast.ops.logs import log_stream
 from promptcast.relay.relay import Limits, Relay, StreamStats, Upstream
-from promptcast.storage.recorder import Capture
+from promptcast.service.run_records import Capture
 
 # How far (a count), out of how much if known, and what is new since the last report.
 Report = Callable[[float, float | None, str], Awaitable[None]]

@@ -8,7 +8,6 @@ HTTP API's error code and message, not an exception the SDK words its own way.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +21,7 @@ from mcp.shared.exceptions import MCPError
 from promptcast import __version__, ids
 from promptcast.errors import ClientGone, InvalidField, NotFound, PromptcastError, UpstreamError
 from promptcast.evals.complete import CompletionLimits
+from promptcast.evals.records import EvalRecording
 from promptcast.evals.runner import EvalRun
 from promptcast.mcp_server import library
 from promptcast.mcp_server.calls import Answer, Call, Report, relay_into, stream_text
@@ -212,7 +212,10 @@ async def _evaluate(services: Services, arguments: dict[str, Any], tool: types.T
     plan = evaluate_plan(arguments, settings, tool, saved)
     request_id = ids.request_id()
     completion = CompletionLimits.from_settings(settings)
-    run = EvalRun(plan, services.service, settings.models, completion, request_id=request_id)
+    # Kept in the library as POST /eval's runs are: its run record, and its result.
+    recording = EvalRecording(plan) if services.library is not None else None
+    run = EvalRun(plan, services.service, settings.models, completion, request_id=request_id,
+                  observe=None if recording is None else recording.observe)
     gap = completion.run_gap(settings.eval_timeout)
     # As POST /eval's: the whole run within its limit; between two events, one completion's.
     limits = Limits(first_token_timeout=gap, idle_timeout=gap,
@@ -223,7 +226,10 @@ async def _evaluate(services: Services, arguments: dict[str, Any], tool: types.T
 
     sink = EvalSink(planned_events(plan))
     call = Call(tool.name, plan.model, "eval", plan.model, request_id)
-    await relay_into(services, call, opening, sink, report, limits)
+    library = services.library
+    await relay_into(services, call, opening, sink, report, limits, record=None if (
+        recording is None or library is None) else (
+        lambda stream: recording.capture(library, owner, stream)))
     if sink.summary is None:  # pragma: no cover - a run that ends well ends with its summary
         raise UpstreamError("the evaluation ended without its summary", code="internal_error")
     return types.CallToolResult(
@@ -245,20 +251,10 @@ async def _saved_cases(services: Services, owner: str,
         return None
     if not isinstance(wanted, str) or not wanted:
         raise InvalidField("`test_set` must be a saved test set's id or name", field="test_set")
-    sets = library.library_of(services).testsets
-    with contextlib.suppress(NotFound):
-        return list((await sets.get(owner, wanted))["cases"])
-    cursor: str | None = None
-    named: list[str] = []
-    while True:  # by name: every page of the owner's sets, ids only
-        page = await sets.search(owner, limit=200, cursor=cursor)
-        named += [item["id"] for item in page.items if item["name"] == wanted]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    if not named:
-        raise NotFound(f"no test set {wanted!r}", field="test_set")
-    if len(named) > 1:
-        raise InvalidField(f"{len(named)} test sets are named {wanted!r}: give one's id",
-                           field="test_set")
-    return list((await sets.get(owner, named[0]))["cases"])
+    try:
+        # By id, else by name: the library's own lookup, as POST /eval's `testset`.
+        found = await library.library_of(services).testsets.find(owner, wanted)
+    except (NotFound, InvalidField) as exc:
+        exc.field = "test_set"  # this tool's name for it
+        raise
+    return list(found["cases"])

@@ -6,7 +6,7 @@ import json
 from typing import Any, Final
 
 from promptcast import __version__
-from promptcast.evals.plan import MAX_NAME_CHARS, MAX_PROMPTS
+from promptcast.evals.plan import MAX_NAME_CHARS, MAX_PROMPTS, MAX_TESTSET_REF_CHARS
 from promptcast.evals.testset import SCHEMA_PATH
 from promptcast.server import openapi_library
 from promptcast.service.schemas import MAX_TOKENS_LIMIT
@@ -88,6 +88,11 @@ SCHEMAS: dict[str, Any] = {
             "target_chars": {"type": "integer", "minimum": 1, "maximum": 100000,
                              "description": "With promptcast-expand/ or -shorten/<model>: "
                                             "the length to aim for"},
+            "metadata": {
+                "type": "object", "additionalProperties": {"type": "string"},
+                "properties": {"promptcast_kind": {"enum": ["chat", "try"]}},
+                "description": "String tags; `promptcast_kind` is the library's run kind "
+                               "(\"try\": a try column; default \"chat\")"},
         },
     },
     "ChatCompletion": {
@@ -157,7 +162,9 @@ def _eval_schema(max_prompt: int, max_opening: int, max_cells: int,
                            "pattern": NOT_BLANK},
                   "opening": {"type": ["string", "null"], "maxLength": max_opening}}}
     return {
-        "type": "object", "required": ["prompts", "cases"], "additionalProperties": False,
+        "type": "object", "required": ["prompts"], "additionalProperties": False,
+        # The cases, or a saved test set to take them from: exactly one.
+        "oneOf": [{"required": ["cases"]}, {"required": ["testset"]}],
         "properties": {
             "prompts": {"type": "array", "minItems": 1, "maxItems": MAX_PROMPTS,
                         "uniqueItems": True, "items": prompt,
@@ -165,6 +172,11 @@ def _eval_schema(max_prompt: int, max_opening: int, max_cells: int,
             "cases": {"type": "array", "minItems": 1, "maxItems": max_cells,
                       "items": {"$ref": "#/components/schemas/TestCase"},
                       "description": f"At most {max_cells} prompts x cases in all"},
+            "testset": {"type": "string", "minLength": 1,
+                        "maxLength": MAX_TESTSET_REF_CHARS, "pattern": NOT_BLANK,
+                        "description": "Instead of `cases`: a test set saved in the library "
+                                       "(GET /api/testsets), by id or name, of the caller's "
+                                       "own (else 404)"},
             "model": {"type": "string", "description": "Default: the server's default model"},
             "judge": {"type": ["string", "boolean", "null"],
                       "description": "A model; absent or null: the default judge; false: none"},

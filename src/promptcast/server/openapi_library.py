@@ -162,6 +162,10 @@ SCHEMAS: dict[str, Any] = {
                        "summary": {"type": "object"}, "cells": {"type": "array"}},
     },
     "Evaluation": {"type": "object", "required": ["id", "name", "summary"],
+                   "description": "A finished POST /eval run is kept as one (its id: the "
+                                  "run's X-Stream-Id): its summary, and in `cells` each "
+                                  "`cell` and `judgement` event as streamed (`event` names "
+                                  "it; long texts cut, `truncated`)",
                    "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                   "summary": {"type": "object"}, "cells": {"type": "array"}}},
     "EvaluationPage": _page("Evaluation"),

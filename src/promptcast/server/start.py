@@ -16,6 +16,7 @@ from promptcast.errors import InvalidField, PromptcastError
 from promptcast.providers.base import ChatRequest, ChunkStream
 from promptcast.relay.relay import Limits, Upstream
 from promptcast.server.http import check_json_type
+from promptcast.server.records import Body
 from promptcast.server.routes.templates import resolve
 from promptcast.server.runtime import Runtime
 from promptcast.service.optimizer_models import optimize_body, split_name, with_sampling
@@ -78,7 +79,8 @@ class Start:
     openai_errors: bool = False  # mid-stream errors in OpenAI's shape (`/v1`)
     label: str = ""  # the model errors are counted under: as the client named it
     idempotency_key: str | None = None
-    body: OptimizeRequest | ChatRequest | None = None  # what a run record keeps
+    body: Body | None = None  # what a run record keeps
+    record_kind: str | None = None  # the run record's kind when not the route's ("try")
     limits: Limits | None = None  # its own limits (an evaluation's are longer), else the settings'
 
 
@@ -160,7 +162,8 @@ def _chat(data: dict[str, Any], rt: Runtime, request_id: str, label: str) -> Sta
         return rt.service.chat(chat)
 
     return Start(Kind.STREAM if body.stream else Kind.ONCE, chat.model, "chat", request_id,
-                 opening, once=opening, openai_errors=True, label=label, body=chat)
+                 opening, once=opening, openai_errors=True, label=label, body=chat,
+                 record_kind=body.run_kind)
 
 
 def _optimizer(data: dict[str, Any], body: ChatCompletionBody, optimizer: tuple[Mode, str],

@@ -78,7 +78,7 @@ async def serve(rt: Runtime, start: Start, conn: Connection) -> None:
     stream_id = ids.stream_id()
     sink = await conn.start([(b"x-stream-id", stream_id.encode()),
                              (b"x-request-id", start.request_id.encode())])
-    capture = records.capture(rt, conn.client, stream_id, start.body)
+    capture = records.capture(rt, conn.client, stream_id, start.body, kind=start.record_kind)
     relay = Relay(upstream, start.limits or rt.limits, stream_id,
                   openai_errors=start.openai_errors, loop=conn.loop,
                   tap=None if capture is None else capture.write)

@@ -8,14 +8,22 @@ the stream's end.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from promptcast.providers.base import ChatRequest
 from promptcast.service.schemas import OptimizeRequest
 from promptcast.storage.library import Library
-from promptcast.storage.recorder import Capture
+from promptcast.storage.recorder import Stats
 
 Body = OptimizeRequest | ChatRequest
+
+
+class Capture(Protocol):
+    """One stream's records: the relay's tap (`write`), and its end (`finish`)."""
+
+    def write(self, frames: bytes) -> None: ...
+
+    def finish(self, stats: Stats) -> None: ...
 
 
 def capture(library: Library | None, owner: str, stream_id: str, body: Body | None, *,

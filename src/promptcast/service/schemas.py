@@ -183,6 +183,7 @@ class ChatCompletionBody:
     request: ChatRequest
     stream: bool
     include_usage: bool
+    run_kind: str | None = None  # what the library's run record calls it (`_run_kind`)
 
 
 def _content_text(content: Any, index: int) -> str:
@@ -211,6 +212,25 @@ def _number(data: dict[str, Any], name: str, low: float, high: float) -> float |
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise InvalidField(f"`{name}` must be a number from {low:g} to {high:g}", field=name)
     return float(value)
+
+
+# OpenAI's `metadata` (string tags on a completion) may say which kind of run this is:
+# the page's try columns send {"promptcast_kind": "try"}, so runs tell them from chats.
+RUN_KIND_TAG = "promptcast_kind"
+RUN_KINDS = ("chat", "try")
+
+
+def _run_kind(data: dict[str, Any]) -> str | None:
+    metadata = data.get("metadata")
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise InvalidField("`metadata` must be an object of string tags", field="metadata")
+    kind = metadata.get(RUN_KIND_TAG)
+    if kind is not None and kind not in RUN_KINDS:
+        field = f"metadata.{RUN_KIND_TAG}"
+        raise InvalidField(f"`{field}` must be one of {', '.join(RUN_KINDS)}", field=field)
+    return kind
 
 
 def parse_chat(data: dict[str, Any], *, default_model: str) -> ChatCompletionBody:
@@ -261,4 +281,5 @@ def parse_chat(data: dict[str, Any], *, default_model: str) -> ChatCompletionBod
         ),
         stream=_bool(data, "stream", False),
         include_usage=bool(options.get("include_usage", False)),
+        run_kind=_run_kind(data),
     )

@@ -483,6 +483,8 @@ const library = new LibraryPanel(i18n, {
   history: historyStore,
   onHistoryChange: () => historyView.render(),
   onKey: () => loadModels(),
+  // The evaluation panel keeps its test sets in the library when there is one.
+  onReady: (enabled) => evalPanel?.useLibrary(enabled ? library.api : null),
 });
 
 // ---- evaluation ----------------------------------------------------------------
@@ -542,6 +544,7 @@ if (['optimize', 'expand', 'shorten'].includes(prefs.type)) typeSelect.value = p
 evalPanel = new EvalPanel(i18n, storage, {
   current: () => ({ prompt: promptInput.value, result: shown?.text ?? '', opening: openingInput.value || null }),
   announce,
+  askKey: (status) => library.askKey(status),
 });
 applyLanguage();
 resultView.setState('idle');

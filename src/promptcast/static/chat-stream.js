@@ -5,6 +5,7 @@
 //
 // No DOM here; node's test runner drives it with real Response objects.
 
+import { authHeaders } from './api-key.js';
 import { consumeStream, readHttpError } from './stream.js';
 
 /**
@@ -34,15 +35,17 @@ export function tryMessages(system, opening, turns) {
  *   onOpen?: (info: {streamId: string | null}) => void,
  *   onDelta?: (text: string) => void,
  *   onUsage?: (usage: object) => void,
- * }} options
+ *   kind?: string,
+ * }} options `kind`: what the library's run record calls it ("try": a try column)
  */
-export async function runChat({ fetch: fetchImpl = globalThis.fetch, url = '/v1/chat/completions', model, messages, signal, ...handlers }) {
+export async function runChat({ fetch: fetchImpl = globalThis.fetch, url = '/v1/chat/completions', model, messages, signal, kind = 'try', ...handlers }) {
   let response;
   try {
     response = await fetchImpl(url, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-      body: JSON.stringify({ model, messages, stream: true, stream_options: { include_usage: true } }),
+      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream', ...authHeaders() },
+      // OpenAI's `metadata` tags: the server records the run under this kind.
+      body: JSON.stringify({ model, messages, stream: true, stream_options: { include_usage: true }, metadata: { promptcast_kind: kind } }),
       signal,
       cache: 'no-store',
     });

@@ -1,16 +1,21 @@
 // The evaluation panel: prompts to compare, the test set's table editor, the
 // run (POST /eval, read as it streams), and the results (eval-matrix.js).
+// With the server's library: test sets saved and loaded there, and the
+// evaluations it kept (each finished run is kept under its stream's id).
 //
 // Stopping aborts the request: the server cancels every answer in flight.
 
+import { authHeaders } from './api-key.js';
 import { EvalMatrix } from './eval-matrix.js';
-import { EvalResults } from './eval-results.js';
-import { caseProblem, compactCase, linesToList, linesToVars, listToLines, parseTestSet, placeholders, TestSetStore, toJSONL, varsToLines } from './eval-testset.js';
+import { EvalResults, pastFigures } from './eval-results.js';
+import { caseProblem, compactCase, linesToList, linesToVars, listToLines, parseTestSet, placeholders, SavedTestSets, StaleTestSet, TestSetStore, toJSONL, varsToLines } from './eval-testset.js';
 import { SSEParser } from './sse-parser.js';
 import { readEvents, readHttpError } from './stream.js';
 
 const LANGUAGES = ['', 'zh', 'en', 'ja', 'ko', 'fr', 'es', 'de', 'it', 'pt', 'ru', 'ar', 'he', 'el', 'th', 'hi'];
 const PROMPTS_KEY = 'promptcast.eval.prompts.v1';
+// How long the page looks for the evaluation the server keeps after a run (ms between tries).
+const KEPT_WAITS = [100, 250, 500, 1000, 2000, 2000, 2000, 4000];
 const $ = (id) => document.getElementById(id);
 
 function download(name, type, text) {
@@ -28,13 +33,21 @@ export class EvalPanel {
   /**
    * @param {{t: Function, locale: Function}} i18n
    * @param {Storage | null} storage
-   * @param {{current: () => {prompt: string, result: string, opening: string | null}, announce: (text: string) => void}} page
+   * @param {{
+   *   current: () => {prompt: string, result: string, opening: string | null},
+   *   announce: (text: string) => void,
+   *   askKey: (status: number) => Promise<boolean>,
+   * }} page
    */
   constructor(i18n, storage, page) {
     this.i18n = i18n;
     this.page = page;
     this.storage = storage;
     this.store = new TestSetStore(storage);
+    this.saved = null; // SavedTestSets, with a library
+    this.source = this.store.loadSource(); // the saved test set the table came from
+    this.savedSets = [];
+    this.past = [];
     this.cases = [];
     this.prompts = this._loadPrompts();
     this.editing = null; // the index of the case in the form, or -1 for a new one
@@ -134,6 +147,198 @@ export class EvalPanel {
 
   async _saveCases() {
     await this.store.save(this.cases);
+    if (this.source && !this.source.changed) {
+      this.source.changed = true;
+      this.store.saveSource(this.source);
+      this.renderSource();
+    }
+  }
+
+  // ---- test sets in the library --------------------------------------------------
+
+  /** The library's API when the server has one (LibraryPanel learns it), else null. */
+  async useLibrary(api) {
+    this.saved = api ? new SavedTestSets(api) : null;
+    $('evalSaved').hidden = !this.saved;
+    $('evalPast').hidden = !this.saved;
+    this.renderSource();
+    if (!this.saved) return;
+    await Promise.all([this.refreshSaved(), this.refreshPast()]);
+  }
+
+  _savedStatus(text, kind = 'info') {
+    const box = $('evalSavedStatus');
+    box.textContent = text;
+    box.dataset.kind = kind;
+  }
+
+  _savedFailed(err) {
+    const message = err instanceof StaleTestSet ? this.t('eval.saved.stale', { name: this.source?.name ?? '' }) : this.t('eval.saved.failed', { message: err?.field ? `${err.field}: ${err.message}` : (err?.message ?? String(err)) });
+    this._savedStatus(message, 'error');
+  }
+
+  async refreshSaved() {
+    if (!this.saved) return;
+    try {
+      this.savedSets = await this.saved.list();
+    } catch (err) {
+      this._savedFailed(err);
+      return;
+    }
+    const pick = $('evalSavedPick');
+    const wanted = this.source?.id ?? pick.value;
+    pick.replaceChildren(...this.savedSets.map((set) => {
+      const option = document.createElement('option');
+      option.value = set.id;
+      option.textContent = this.t('eval.saved.option', { name: set.name, n: set.count });
+      option.selected = set.id === wanted;
+      return option;
+    }));
+    if (this.source && !this.savedSets.some((set) => set.id === this.source.id)) {
+      this._setSource(null); // deleted elsewhere
+    }
+    this.renderSource();
+  }
+
+  _setSource(source) {
+    this.source = source;
+    this.store.saveSource(source);
+  }
+
+  renderSource() {
+    const s = this.source;
+    const empty = this.savedSets.length === 0;
+    $('evalSavedPick').disabled = empty;
+    $('evalSavedLoad').disabled = empty;
+    $('evalSavedDelete').disabled = empty;
+    $('evalSavedSave').disabled = !s;
+    if (s && !$('evalSavedName').value) $('evalSavedName').value = s.name;
+    const text = !this.saved ? '' : !s ? (empty ? this.t('eval.saved.none') : '') : this.t(s.changed ? 'eval.saved.fromChanged' : 'eval.saved.from', { name: s.name });
+    this._savedStatus(text);
+    $('evalSaved').dataset.source = s ? s.id : '';
+  }
+
+  async loadSaved() {
+    const id = $('evalSavedPick').value;
+    if (!this.saved || !id) return;
+    if (this.source?.changed && this.cases.length && !window.confirm(this.t('eval.saved.replaceConfirm', { name: this.source.name }))) return;
+    try {
+      const { source, cases } = await this.saved.load(id);
+      // Saved by anything (the API, an import): a case the table cannot show stops the load,
+      // rather than being dropped and then lost by a save over it.
+      const bad = cases.findIndex((c) => caseProblem(c) !== null);
+      if (bad >= 0) {
+        this._savedStatus(this.t('eval.saved.badCase', { name: source.name, n: bad + 1, problem: caseProblem(cases[bad]) }), 'error');
+        return;
+      }
+      this.cases = cases;
+      this._setSource(source);
+      $('evalSavedName').value = source.name;
+      await this.store.save(this.cases);
+      this.renderCases();
+      this.renderSource();
+      this.page.announce(this.t('eval.saved.loaded', { name: source.name, n: this.cases.length }));
+    } catch (err) {
+      this._savedFailed(err);
+    }
+  }
+
+  async saveSaved(asNew) {
+    if (!this.saved) return;
+    if (this.cases.length === 0) {
+      this._savedStatus(this.t('eval.needCases'), 'error');
+      return;
+    }
+    const name = $('evalSavedName').value.trim() || this.source?.name || this.t('eval.saved.untitled');
+    try {
+      const source = asNew || !this.source ? await this.saved.create(name, this.cases) : await this.saved.replace(this.source, this.cases);
+      this._setSource(source);
+      await this.refreshSaved();
+      this.page.announce(this.t('eval.saved.saved', { name: source.name }));
+    } catch (err) {
+      this._savedFailed(err);
+    }
+  }
+
+  async deleteSaved() {
+    const id = $('evalSavedPick').value;
+    const set = this.savedSets.find((s) => s.id === id);
+    if (!this.saved || !set || !window.confirm(this.t('eval.saved.deleteConfirm', { name: set.name }))) return;
+    try {
+      await this.saved.remove(id);
+      if (this.source?.id === id) this._setSource(null);
+      await this.refreshSaved();
+      this.page.announce(this.t('eval.saved.deleted', { name: set.name }));
+    } catch (err) {
+      this._savedFailed(err);
+    }
+  }
+
+  // ---- evaluations the library kept ----------------------------------------------
+
+  async refreshPast(current = null) {
+    if (!this.saved) return;
+    try {
+      this.past = (await this.saved.api.evaluations({ limit: 10 })).items;
+    } catch {
+      return; // the list stays as it was
+    }
+    this.renderPast(current);
+  }
+
+  renderPast(current = null) {
+    const list = $('evalPastList');
+    $('evalPastEmpty').hidden = this.past.length > 0;
+    list.replaceChildren(...this.past.map((e) => {
+      const li = document.createElement('li');
+      li.className = 'eval-past-item';
+      li.dataset.id = e.id;
+      if (e.id === current) li.dataset.current = 'true';
+      const name = document.createElement('span');
+      name.className = 'eval-past-name';
+      name.textContent = e.name;
+      const meta = document.createElement('span');
+      meta.className = 'eval-past-meta';
+      const when = new Date(e.created_at);
+      const date = Number.isNaN(when.getTime()) ? '' : new Intl.DateTimeFormat(this.i18n.locale(), { dateStyle: 'medium', timeStyle: 'short' }).format(when);
+      meta.textContent = [date, e.model].filter(Boolean).join(' · ');
+      const figures = document.createElement('span');
+      figures.className = 'eval-past-figures';
+      figures.textContent = pastFigures(e.summary);
+      const json = document.createElement('button');
+      json.type = 'button';
+      json.className = 'button ghost small';
+      json.textContent = this.t('eval.past.json');
+      json.setAttribute('aria-label', this.t('eval.past.jsonLabel', { name: e.name }));
+      json.addEventListener('click', () => this.downloadPast(e.id));
+      li.append(name, meta, figures, json);
+      return li;
+    }));
+  }
+
+  async downloadPast(id) {
+    try {
+      const evaluation = await this.saved.api.evaluation(id);
+      download(`evaluation-${id}.json`, 'application/json', JSON.stringify(evaluation, null, 2));
+    } catch (err) {
+      this._error(this.t('eval.failed', { message: err?.message ?? String(err) }));
+    }
+  }
+
+  /** After a finished run: wait for the evaluation the server keeps (off the run's path). */
+  async _kept(runId) {
+    for (const wait of KEPT_WAITS) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      if (!this.saved) return;
+      try {
+        const evaluation = await this.saved.api.evaluation(runId);
+        await this.refreshPast(runId);
+        this.page.announce(this.t('eval.past.kept', { name: evaluation.name }));
+        return;
+      } catch (err) {
+        if (err?.status !== 404) return;
+      }
+    }
   }
 
   renderCases() {
@@ -243,7 +448,9 @@ export class EvalPanel {
   async loadModels() {
     let models = [];
     try {
-      const response = await fetch('/v1/models', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+      const response = await fetch('/v1/models', { headers: { Accept: 'application/json', ...authHeaders() }, cache: 'no-store' });
+      // Keys on: one dialog answers every caller that asks (the page's own list asks too).
+      if ((response.status === 401 || response.status === 403) && (await this.page.askKey?.(response.status))) return this.loadModels();
       if (response.ok) models = (await response.json()).data ?? [];
     } catch {
       // the page's own model list says what went wrong
@@ -312,20 +519,29 @@ export class EvalPanel {
       return;
     }
     this._error('');
-    const results = new EvalResults(body.prompts.map((p) => p.name), body.cases);
+    const cases = body.cases;
+    const results = new EvalResults(body.prompts.map((p) => p.name), cases);
     const controller = new AbortController();
     this.run = { controller, results };
+    // A table just as it was saved runs as that test set: the evaluation kept links to it.
+    if (this.saved && this.source && !this.source.changed && (await this.saved.unchanged(this.source))) {
+      delete body.cases;
+      body.testset = this.source.id;
+    }
     $('evalResults').hidden = false;
     this.matrix.begin(results);
     this._setRunning(true);
     this._progress();
     let outcome = 'cut';
+    let runId = null;
     try {
-      const response = await fetch('/eval', { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' }, body: JSON.stringify(body), signal: controller.signal, cache: 'no-store' });
+      const response = await fetch('/eval', { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream', ...authHeaders() }, body: JSON.stringify(body), signal: controller.signal, cache: 'no-store' });
       if (!response.ok) {
         const error = await readHttpError(response);
-        throw new Error(error.message);
+        if (response.status === 401 || response.status === 403) this.page.askKey?.(response.status);
+        throw new Error(error.field ? `${error.field}: ${error.message}` : error.message);
       }
+      runId = response.headers.get('x-stream-id');
       for await (const ev of readEvents(response.body, new SSEParser(), { signal: controller.signal })) {
         if (ev.data === '[DONE]') {
           outcome = 'done';
@@ -354,6 +570,7 @@ export class EvalPanel {
       this._setRunning(false);
       $('evalRunPanel').dataset.outcome = outcome;
     }
+    if (outcome === 'done' && runId && this.saved) await this._kept(runId);
   }
 
   stop() {
@@ -364,6 +581,10 @@ export class EvalPanel {
     this._fillLanguages();
     this.renderPrompts();
     this.renderCases();
+    if (this.saved) {
+      this.refreshSaved();
+      this.renderPast();
+    }
     this.matrix.relabel();
     if (this.run) this._progress();
   }
@@ -400,6 +621,10 @@ export class EvalPanel {
         this.renderCases();
       }
     });
+    $('evalSavedLoad').addEventListener('click', () => this.loadSaved());
+    $('evalSavedSave').addEventListener('click', () => this.saveSaved(false));
+    $('evalSavedSaveNew').addEventListener('click', () => this.saveSaved(true));
+    $('evalSavedDelete').addEventListener('click', () => this.deleteSaved());
     $('evalRunButton').addEventListener('click', () => this.start());
     $('evalStopButton').addEventListener('click', () => this.stop());
     $('evalExportJSON').addEventListener('click', () => {

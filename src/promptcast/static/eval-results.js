@@ -160,3 +160,17 @@ export function bars(promptSummary) {
   if (pairwise?.win_rate !== null && pairwise?.win_rate !== undefined) out.push({ key: 'win', value: pairwise.win_rate, interval: pairwise.win_interval });
   return out;
 }
+
+/** A kept evaluation's headline figures, a prompt at a time: rules passed, judge mean, win rate. */
+export function pastFigures(summary) {
+  const pct = (x) => `${Math.round(x * 1000) / 10} %`;
+  return (summary?.prompts ?? [])
+    .map((p) => {
+      const parts = [];
+      if (p.rules?.pass_rate !== null && p.rules?.pass_rate !== undefined) parts.push(pct(p.rules.pass_rate));
+      if (p.judge?.mean !== null && p.judge?.mean !== undefined) parts.push(p.judge.mean.toFixed(1));
+      if (p.pairwise?.win_rate !== null && p.pairwise?.win_rate !== undefined) parts.push(`${pct(p.pairwise.win_rate)} ↑`);
+      return `${p.name}: ${parts.join(' · ') || '–'}`;
+    })
+    .join(' | ');
+}

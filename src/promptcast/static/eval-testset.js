@@ -3,10 +3,12 @@
 // Pure: no DOM. The format is the server's (docs/eval.md): a case is an object
 // with `message` (or `conversation`) and its expectations as top-level keys.
 // YAML files are for the CLI; the page reads JSONL and JSON, and writes JSONL.
-// `TestSetStore` keeps the set being edited behind a small async interface, so
-// the server's library can take over from localStorage without the panel changing.
+// `TestSetStore` keeps the set being edited in this browser (with or without a
+// library: an edit is never lost to a reload), and which saved test set it came
+// from; `SavedTestSets` saves and loads test sets in the server's library.
 
 export const TESTSET_KEY = 'promptcast.eval.testset.v1';
+export const SOURCE_KEY = 'promptcast.eval.testset.source.v1';
 
 const KEYS = new Set(['id', 'message', 'conversation', 'vars', 'opening', 'rubric', 'contains', 'not_contains', 'regex', 'max_chars', 'language', 'starts_with_opening']);
 const LIST_KEYS = ['contains', 'not_contains', 'regex'];
@@ -146,13 +148,33 @@ export function placeholders(text) {
 }
 
 /**
- * Keeps the test set being edited. Async so that the server's library can
- * back it later with the same interface; localStorage for now.
+ * Keeps the test set being edited in this browser (localStorage), and the
+ * saved test set it came from, if any: {id, name, etag, changed}.
  */
 export class TestSetStore {
-  constructor(storage, { key = TESTSET_KEY } = {}) {
+  constructor(storage, { key = TESTSET_KEY, sourceKey = SOURCE_KEY } = {}) {
     this._storage = storage;
     this._key = key;
+    this._sourceKey = sourceKey;
+  }
+
+  /** The saved test set the cases came from, or null. */
+  loadSource() {
+    try {
+      const source = JSON.parse(this._storage?.getItem(this._sourceKey) ?? 'null');
+      return source && typeof source.id === 'string' && typeof source.name === 'string' ? source : null;
+    } catch {
+      return null;
+    }
+  }
+
+  saveSource(source) {
+    try {
+      if (source) this._storage?.setItem(this._sourceKey, JSON.stringify(source));
+      else this._storage?.removeItem(this._sourceKey);
+    } catch {
+      // not remembered past this page
+    }
   }
 
   async load() {
@@ -171,6 +193,70 @@ export class TestSetStore {
       return true;
     } catch {
       return false; // full or disabled: the set lives on in the page until it closes
+    }
+  }
+}
+
+/** Saving over a test set that changed since it was loaded (412): load it again, or save as new. */
+export class StaleTestSet extends Error {
+  constructor(name) {
+    super(`the test set “${name}” changed since it was loaded`);
+    this.name = 'StaleTestSet';
+  }
+}
+
+function sourceOf(data, etag) {
+  return { id: data.id, name: data.name, etag: etag ?? data.etag ?? null, changed: false };
+}
+
+/**
+ * The test sets of the server's library (`/api/testsets`), through a LibraryApi
+ * (which sends the key, and asks for one when refused).
+ */
+export class SavedTestSets {
+  constructor(api) {
+    this.api = api;
+  }
+
+  /** The caller's test sets, newest change first: [{id, name, count, etag, …}]. */
+  async list() {
+    return (await this.api.testsets({ limit: 200 })).items;
+  }
+
+  /** One test set: its cases, and the source to remember. */
+  async load(id) {
+    const { data, etag } = await this.api.testset(id);
+    return { source: sourceOf(data, etag), cases: data.cases };
+  }
+
+  /** Save `cases` as a new test set named `name`; its source. */
+  async create(name, cases) {
+    const { data, etag } = await this.api.createTestset({ name, cases });
+    return sourceOf(data, etag);
+  }
+
+  /** Save `cases` over the test set `source` came from, unless it changed since (If-Match). */
+  async replace(source, cases) {
+    try {
+      const { data, etag } = await this.api.patchTestset(source.id, { cases }, source.etag);
+      return sourceOf(data, etag);
+    } catch (err) {
+      if (err?.status === 412) throw new StaleTestSet(source.name);
+      throw err;
+    }
+  }
+
+  async remove(id) {
+    await this.api.deleteTestset(id);
+  }
+
+  /** Whether the server still holds the test set as `source` last saw it (same ETag). */
+  async unchanged(source) {
+    try {
+      const { etag } = await this.api.testset(source.id);
+      return Boolean(source.etag) && etag === source.etag;
+    } catch {
+      return false;
     }
   }
 }

@@ -124,6 +124,36 @@ export class LibraryApi {
   async deleteTemplate(name) {
     await this.call('DELETE', `/api/templates/${encodeURIComponent(name)}`);
   }
+
+  // Test sets and evaluation results (the evaluation panel's).
+
+  async testsets(params = {}) {
+    return (await this.call('GET', '/api/testsets', { params })).data;
+  }
+
+  async testset(id) {
+    return this.call('GET', `/api/testsets/${encodeURIComponent(id)}`);
+  }
+
+  async createTestset(body) {
+    return this.call('POST', '/api/testsets', { body });
+  }
+
+  async patchTestset(id, body, etag) {
+    return this.call('PATCH', `/api/testsets/${encodeURIComponent(id)}`, { body, headers: etag ? { 'If-Match': etag } : {} });
+  }
+
+  async deleteTestset(id) {
+    await this.call('DELETE', `/api/testsets/${encodeURIComponent(id)}`);
+  }
+
+  async evaluations(params = {}) {
+    return (await this.call('GET', '/api/evaluations', { params })).data;
+  }
+
+  async evaluation(id) {
+    return (await this.call('GET', `/api/evaluations/${encodeURIComponent(id)}`)).data;
+  }
 }
 
 const OUTCOME_STATE = { done: 'done', cancelled: 'partial', timeout: 'timeout', error: 'error' };

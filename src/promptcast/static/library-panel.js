@@ -45,6 +45,7 @@ export class LibraryPanel {
    *   history: import('./history.js').HistoryStore,
    *   onHistoryChange: () => void,
    *   onKey: () => void,
+   *   onReady?: (enabled: boolean) => void,
    * }} page
    */
   constructor(i18n, page) {
@@ -199,12 +200,14 @@ export class LibraryPanel {
       this.el.panel.dataset.state = err?.code === 'library_off' ? 'off' : 'error';
       this._status(err?.code === 'library_off' ? this.t('lib.off') : this.t('lib.error', { message: err?.message ?? '' }));
       this._saveEnabled();
+      this.page.onReady?.(false);
       return;
     }
     this.enabled = true;
     this.el.panel.dataset.state = 'on';
     this._status('');
     this._saveEnabled();
+    this.page.onReady?.(true);
     await Promise.all([this.refresh(), this.syncHistory(), this.loadTemplates()]);
   }
 

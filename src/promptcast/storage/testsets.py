@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import case as sql_case
+from sqlalchemy import delete, or_, select
 
 from promptcast.errors import InvalidField, NotFound, PreconditionFailed
 from promptcast.storage import fields as f
@@ -151,6 +152,29 @@ class TestSets:
             raise NotFound(f"no test set {testset_id!r}")
         return testset_json(row)
 
+    async def find(self, owner: str, ref: str) -> dict[str, Any]:
+        """The owner's test set whose id is `ref`, else the one named `ref`.
+
+        A name that several of the owner's test sets share is a 422 listing their ids:
+        which one was meant is not guessed.
+        """
+        query = (select(TestSetRow).where(TestSetRow.owner == owner,
+                                          or_(TestSetRow.id == ref, TestSetRow.name == ref))
+                 .order_by(sql_case((TestSetRow.id == ref, 0), else_=1),
+                           TestSetRow.updated_at.desc(), TestSetRow.pk.desc()).limit(20))
+        async with self.db.session() as s:
+            rows = list((await s.scalars(query)).all())
+        by_id = [r for r in rows if r.id == ref]
+        if by_id:
+            return testset_json(by_id[0])
+        if not rows:
+            raise NotFound(f"no test set named {ref!r} (nor with that id)", field="testset")
+        if len(rows) > 1:
+            ids = ", ".join(r.id for r in rows)
+            raise InvalidField(f"{len(rows)} test sets are named {ref!r}: give one's id "
+                               f"({ids})", field="testset")
+        return testset_json(rows[0])
+
     async def update(self, owner: str, testset_id: str, patch: TestSetFields,
                      expected: int | None) -> dict[str, Any]:
         async with self.db.session() as s:
@@ -186,8 +210,11 @@ class Evaluations:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, owner: str, new: EvaluationFields) -> dict[str, Any]:
-        row = EvaluationRow(id=new_id(), owner=owner, testset=new.testset, name=new.name,
+    async def create(self, owner: str, new: EvaluationFields,
+                     evaluation_id: str | None = None) -> dict[str, Any]:
+        """Store one evaluation; `evaluation_id` (a run's stream id) instead of a fresh id."""
+        row = EvaluationRow(id=evaluation_id or new_id(), owner=owner, testset=new.testset,
+                            name=new.name,
                             model=new.model, judge=new.judge, summary=new.summary,
                             cells=new.cells, created_at=now_us())
         async with self.db.session() as s:
