@@ -128,5 +128,7 @@ def test_a_cells_messages_fill_the_prompt_and_put_the_opening_first() -> None:
 
 
 def test_placeholders() -> None:
-    assert placeholders("{{a}} {{ b }} {{a}} {{退款期限}} {x} {{1x}}") == ["a", "b", "退款期限"]
+    # The page's definition (service/variables.py): any name without braces or a line end.
+    assert placeholders("{{a}} {{ b }} {{a}} {{退款期限}} {x} {{1x}}") == [
+        "a", "b", "退款期限", "1x"]
     assert fill("{{a}} {{b}}", {"a": "1"}) == "1 {{b}}"

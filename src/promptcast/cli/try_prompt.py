@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import re
 import sys
 from collections.abc import AsyncIterable, Coroutine
 from pathlib import Path
@@ -30,14 +29,15 @@ from promptcast.cli.common import (
     server_events,
 )
 from promptcast.errors import InvalidField, PromptcastError
+from promptcast.providers.base import Message
+from promptcast.service.variables import fill as fill_variables
+from promptcast.service.variables import try_messages, variables
 from promptcast.settings import Settings
 from promptcast.wire.sse import Event
 
 if TYPE_CHECKING:
     from promptcast.service.model_service import ModelService
 
-# The page fills the same placeholders (static/variables.js): {{name}}, spaces allowed inside.
-VARIABLE = re.compile(r"\{\{\s*([^{}\n]+?)\s*\}\}")
 
 
 def register(commands: Any) -> None:
@@ -83,22 +83,18 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
 
 def fill(prompt: str, values: dict[str, str]) -> str:
     """`prompt` with each {{name}} replaced by its value; an unfilled one is an error."""
-    missing = [name for name in dict.fromkeys(VARIABLE.findall(prompt)) if name not in values]
+    missing = [name for name in variables(prompt) if name not in values]
     if missing:
         given = ", ".join(f"--var {name}=..." for name in missing)
         raise InvalidField(
             f"the prompt has unfilled variables: {', '.join('{{' + n + '}}' for n in missing)}; "
             f"give {given}", field="var")
-    return VARIABLE.sub(lambda m: values[m.group(1)], prompt)
+    return fill_variables(prompt, values)
 
 
 def messages_for(system: str, message: str, opening: str | None) -> list[dict[str, str]]:
     """The messages of one try: the prompt, the opening line if any, the customer's message."""
-    messages = [{"role": "system", "content": system}]
-    if opening:
-        messages.append({"role": "assistant", "content": opening})
-    messages.append({"role": "user", "content": message})
-    return messages
+    return [m.as_dict() for m in try_messages(system, (Message("user", message),), opening)]
 
 
 def _columns(args: argparse.Namespace) -> list[tuple[str, str]]:

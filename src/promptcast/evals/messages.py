@@ -8,30 +8,18 @@ if there is one, then the conversation. A case that checks
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from promptcast.evals.cases import Case
 from promptcast.providers.base import Message
+from promptcast.service.variables import fill, try_messages
+from promptcast.service.variables import variables as placeholders
 
-PLACEHOLDER = re.compile(r"\{\{\s*([^\W\d][\w.-]*)\s*\}\}")
-
-
-def placeholders(text: str) -> list[str]:
-    """The `{{name}}` placeholders of `text`, each once, in order."""
-    return list(dict.fromkeys(match.group(1) for match in PLACEHOLDER.finditer(text)))
-
-
-def fill(text: str, values: Mapping[str, str]) -> str:
-    """`text` with each `{{name}}` that has a value replaced by it; others left as they are."""
-    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+__all__ = ["cell_messages", "fill", "placeholders"]
 
 
 def cell_messages(prompt: str, case: Case, values: Mapping[str, str],
                   opening: str | None) -> tuple[Message, ...]:
     """The chat messages that ask the bot (`prompt`) to answer `case`."""
-    messages = [Message("system", fill(prompt, values))]
-    if opening and not case.expect.starts_with_opening:
-        messages.append(Message("assistant", fill(opening, values)))
-    messages.extend(case.turns)
-    return tuple(messages)
+    opening = fill(opening, values) if opening and not case.expect.starts_with_opening else None
+    return try_messages(fill(prompt, values), case.turns, opening)

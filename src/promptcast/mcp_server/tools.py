@@ -13,13 +13,13 @@ from typing import Any
 import mcp_types as types
 
 from promptcast.errors import InvalidField
-from promptcast.evals.messages import fill, placeholders
 from promptcast.evals.plan import MAX_PROMPTS, EvalPlan, PlanLimits, parse_plan
 from promptcast.evals.testset import SCHEMA_PATH
 from promptcast.models import ModelTable
 from promptcast.providers.base import ChatRequest, Message
 from promptcast.service.prompts import MODE_ALIASES
 from promptcast.service.schemas import OptimizeRequest, parse_optimize
+from promptcast.service.variables import fill, filled, try_messages
 from promptcast.settings import Settings
 
 OPTIMIZE = "optimize_prompt"
@@ -251,17 +251,6 @@ def optimize_request(arguments: dict[str, Any], settings: Settings,
                           max_opening_chars=settings.max_opening_chars)
 
 
-def _filled(text: str, variables: dict[str, str]) -> str:
-    """`text` with each `{{name}}` filled (as an evaluation's cells are); one without a
-    value is an error naming it, as the page flags it before a run."""
-    missing = [name for name in placeholders(text) if name not in variables]
-    if missing:
-        listed = ", ".join(f"{{{{{name}}}}}" for name in missing)
-        raise InvalidField(f"the prompt has unfilled variables: {listed}; give each a value "
-                           "in `variables`", field="variables")
-    return fill(text, variables)
-
-
 def try_request(arguments: dict[str, Any], settings: Settings, tool: types.Tool,
                 request_id: str) -> ChatRequest:
     """`try_prompt`'s arguments as the chat the bot would have, as the page's and the CLI's
@@ -280,11 +269,9 @@ def try_request(arguments: dict[str, Any], settings: Settings, tool: types.Tool,
             isinstance(value, str) for value in variables.values()):
         raise InvalidField("`variables` must be an object of strings, by placeholder name",
                            field="variables")
-    messages = [Message("system", _filled(prompt, variables))]
-    if opening:
-        messages.append(Message("assistant", fill(opening, variables)))
-    messages.append(Message("user", message))
-    return ChatRequest(model=_model(arguments, settings.models), messages=tuple(messages),
+    messages = try_messages(filled(prompt, variables, "variables"), (Message("user", message),),
+                            fill(opening, variables) if opening else None)
+    return ChatRequest(model=_model(arguments, settings.models), messages=messages,
                        request_id=request_id)
 
 
