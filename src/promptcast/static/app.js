@@ -11,7 +11,7 @@ import { ResultView } from './result-view.js';
 import { review } from './review.js';
 import { renderReview } from './review-view.js';
 import { RunClock } from './stats.js';
-import { cancelStream, runStream } from './stream.js';
+import { cancelStream, OUTCOME_STATE, runStream } from './stream.js';
 
 const THEME_KEY = 'promptcast.theme';
 const PREFS_KEY = 'promptcast.form';
@@ -301,16 +301,6 @@ const CUTOFF_NOTICE = {
   resume_failed: 'msg.resumeFailed',
   resume_gone: 'msg.resumeGone',
   resume_finished: 'msg.resumeFinished',
-};
-
-const OUTCOME_STATE = {
-  done: 'done',
-  aborted: 'partial',
-  cutoff: 'cutoff',
-  timeout: 'timeout',
-  error: 'error',
-  http_error: 'error',
-  network_error: 'error',
 };
 
 function finish(run, outcome) {

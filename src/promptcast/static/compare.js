@@ -5,19 +5,9 @@
 
 import { h, setAlert } from './dom.js';
 import { formatCount, formatRate, formatSeconds, RunClock } from './stats.js';
-import { cancelStream, runStream } from './stream.js';
+import { cancelStream, OUTCOME_STATE, runStream } from './stream.js';
 
 const MAX_MODELS = 3;
-const OUTCOME_STATE = {
-  done: 'done',
-  aborted: 'partial',
-  cutoff: 'cutoff',
-  timeout: 'timeout',
-  error: 'error',
-  http_error: 'error',
-  network_error: 'error',
-};
-
 export class ComparePanel {
   /**
    * @param {{t: Function, locale: Function, announce: Function,

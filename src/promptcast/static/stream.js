@@ -468,3 +468,14 @@ export async function readHttpError(response) {
     field: null,
   };
 }
+
+/** The result view's state for each way a run ends (`runStream`'s outcome). */
+export const OUTCOME_STATE = Object.freeze({
+  done: 'done',
+  aborted: 'partial',
+  cutoff: 'cutoff',
+  timeout: 'timeout',
+  error: 'error',
+  http_error: 'error',
+  network_error: 'error',
+});

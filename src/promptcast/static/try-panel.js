@@ -7,18 +7,9 @@
 import { runChat, tryMessages } from './chat-stream.js';
 import { h, setAlert } from './dom.js';
 import { formatCount, formatRate, formatSeconds, RunClock } from './stats.js';
+import { OUTCOME_STATE } from './stream.js';
 import { extractVariables, fillVariables, missingVariables } from './variables.js';
 import { currentVersion, versionLabel, versionOf } from './versions.js';
-
-const OUTCOME_STATE = {
-  done: 'done',
-  aborted: 'partial',
-  cutoff: 'cutoff',
-  timeout: 'timeout',
-  error: 'error',
-  http_error: 'error',
-  network_error: 'error',
-};
 
 /** One column: its version, its conversation, its run. */
 class Column {
