@@ -1,10 +1,11 @@
 """What the library costs: plain streams with it off, on SQLite and on PostgreSQL, and how fast
 listing and searching 10,000 runs answers on SQLite.
 
-    python -m bench.library [--repeat 3] [--quick]
+    python -m bench.library [--repeat 3] [--quick] [--split]
 
 Part 1 measures like bench/run.py's c100 (and with its helpers): a fresh
-`promptcast serve` per measurement pinned to CPU 0, the upstream double and the
+`promptcast serve` (in-process, or with `--split` the gateway of `make bench`'s
+headline) per measurement pinned to CPU 0, the upstream double and the
 load generator on CPU 1, 100 streams × 50 chunks with 20 ms gaps, CPU from
 /proc/<pid>/task/*/schedstat. With the library on, the measurement lasts until
 every run record is written (`promptcast_run_records_queued` back to 0), so the
@@ -111,31 +112,40 @@ class LibraryBench(Bench):
                 timeout: float) -> dict[str, Any]:
         result = super().loadgen(port, target, argv, out, timeout)
         if target.name.startswith("library-"):
+            # Every library target, off too, waits and asks /metrics alike: a
+            # render of /metrics costs the target CPU too, so polling until the
+            # queue drains would charge the targets that record for the polls.
+            # 1 s is the writer's batching delay (0.25 s) and a batch, with room.
+            time.sleep(1.0)
             deadline = time.monotonic() + 60
             while _metric(port, "promptcast_run_records_queued") > 0:
                 if time.monotonic() > deadline:
                     raise RuntimeError("run records still queued after 60 s")
-                time.sleep(0.02)
+                time.sleep(0.1)
             self.records = (_metric(port, "promptcast_run_records_written_total"),
                             _metric(port, "promptcast_run_records_dropped_total"))
         return result
 
 
-def stream_targets(bench: Bench, urls: dict[str, str]) -> list[Target]:
+def stream_targets(bench: Bench, urls: dict[str, str], split: bool = False) -> list[Target]:
     up = f"http://127.0.0.1:{bench.up_port}"
     models = bench.tmp / "models.toml"
     models.write_text('[models."bench"]\nprovider = "openai"\n'
                       f'base_url = "{up}/v1"\nmodel = "bench"\n')
+    # The split gateway (`make bench`'s headline target) relays the double's
+    # /prompt/optimize-prompt; in-process runs the model service too.
+    upstream = ["--upstream", up] if split else []
+    shape = "split gateway" if split else "in-process"
 
     def server(name: str, url: str) -> Target:
         def start(port: int) -> subprocess.Popen[bytes]:
-            return spawn(pinned(TARGET_CPU, [PROMPTCAST, "serve", "--port", str(port),
+            return spawn(pinned(TARGET_CPU, [PROMPTCAST, "serve", "--port", str(port), *upstream,
                                              "--models", str(models), "--database-url", url]),
                          bench.tmp / f"{name}.log", cwd=ROOT)
 
         return Target(name, f"promptcast, library {name.removeprefix('library-')}",
                       "/optimize-stream", start=start, startup_timeout=60.0,
-                      note=f"in-process, --database-url {url.split('@')[-1]}")
+                      note=f"{shape}, --database-url {url.split('@')[-1]}")
 
     targets = [server(name, url) for name, url in urls.items()]
     nginx = [t for t in bench.targets() if t.name == "nginx"]
@@ -155,7 +165,7 @@ def measure_streams(args: argparse.Namespace, pg_url: str | None) -> list[dict[s
         urls["library-postgresql"] = pg_url
     rows: list[dict[str, Any]] = []
     try:
-        targets = stream_targets(bench, urls)
+        targets = stream_targets(bench, urls, split=args.split)
         runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
         for _ in range(args.repeat):  # interleaved rounds, as bench.run does
             for target in targets:
@@ -352,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the stream load")
     parser.add_argument("--no-postgresql", action="store_true")
+    parser.add_argument("--split", action="store_true",
+                        help="measure the split gateway (make bench's headline) instead of "
+                        "in-process")
     parser.add_argument("--recorder-only", action="store_true",
                         help="skip the stream load (parts 1b and 2 only)")
     args = parser.parse_args(argv)
@@ -366,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     listing = measure_listing(args)
     report = {"timestamp": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "streams": rows,
               "recorder_us_per_record": recorder, "listing": listing}
-    out = RESULTS / ("tmp" if args.quick or args.recorder_only else "") / "library.json"
+    name = "library-split.json" if args.split else "library.json"
+    out = RESULTS / ("tmp" if args.quick or args.recorder_only else "") / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print()

@@ -11,6 +11,8 @@ import orjson
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Connection, inspect, text
 
 from promptcast.errors import DatabaseUnavailable
@@ -134,6 +136,16 @@ def test_the_text_is_every_deltas_content_however_it_is_escaped() -> None:
     # An error frame whose message quotes a chunk is not text.
     error = b'event: error\ndata: {"code":"x","message":"bad \\"content\\":\\"y\\""}\n\n'
     assert frames_text(_frames("ok", terminal=error)) == ("ok", 'bad "content":"y"')
+
+
+@given(st.lists(st.text(max_size=12), max_size=8))
+def test_the_text_is_what_parsing_every_chunk_would_give(pieces: list[str]) -> None:
+    # Any text the encoder writes (quotes, backslashes, control characters,
+    # surrogate-free unicode): the one-pass search reads what a JSON parse would.
+    frames = _frames(*pieces)
+    parsed = [orjson.loads(line[6:])["choices"][0]["delta"].get("content", "")
+              for line in frames.split(b"\n") if line.startswith(b"data: {")]
+    assert deltas_text(frames) == "".join(parsed) == "".join(pieces)
 
 
 def _record(i: int, owner: str = "local") -> RunRecord:
