@@ -39,14 +39,20 @@ class ForwardProxy:
         return self
 
     def stop(self) -> None:
-        def shutdown() -> None:
+        async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks(self._loop):
+            handlers = [task for task in asyncio.all_tasks(self._loop)
+                        if task is not asyncio.current_task()]
+            for task in handlers:
                 task.cancel()
-            self._loop.stop()
+            # Each handler closes its connections on the way out: waited for
+            # here, so that no transport outlives the loop that owns it.
+            await asyncio.gather(*handlers, return_exceptions=True)
 
-        self._loop.call_soon_threadsafe(shutdown)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
@@ -97,6 +103,12 @@ class ForwardProxy:
             for side in (writer, upstream):
                 if side is not None:
                     side.close()
+            for side in (writer, upstream):
+                if side is not None:
+                    try:
+                        await asyncio.wait_for(side.wait_closed(), 5)
+                    except (TimeoutError, OSError):
+                        side.transport.abort()
 
 
 async def _pipe_both(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter,

@@ -41,20 +41,43 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 async def raw_server(handler: Handler, tls: ssl.SSLContext | None = None
                      ) -> AsyncIterator[RawServer]:
     state = RawServer(0)
+    serving: set[asyncio.Task[object]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         state.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        serving.add(task)
         try:
             await handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            writer.close()
+            await close_fully(writer)
+            serving.discard(task)
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     state.port = server.sockets[0].getsockname()[1]
     async with server:
         yield state
+    # Connections still served (a client that never left) end with the test's
+    # loop, not after it.
+    for task in list(serving):
+        task.cancel()
+    await asyncio.gather(*serving, return_exceptions=True)
+
+
+async def close_fully(writer: asyncio.StreamWriter) -> None:
+    """Close `writer`'s connection and wait until it is closed (5 s at most, then abort).
+
+    A transport left closing when its loop ends is found later by the garbage
+    collector, as a ResourceWarning that fails whichever test runs then.
+    """
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 5)
+    except (TimeoutError, OSError):
+        writer.transport.abort()
 
 
 async def body_of(client: HTTPClient, url: str) -> tuple[int, bytes]:
