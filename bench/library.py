@@ -112,11 +112,13 @@ class LibraryBench(Bench):
                 timeout: float) -> dict[str, Any]:
         result = super().loadgen(port, target, argv, out, timeout)
         if target.name.startswith("library-"):
+            from promptcast.storage.recorder import LINGER
+
             # Every library target, off too, waits and asks /metrics alike: a
             # render of /metrics costs the target CPU too, so polling until the
             # queue drains would charge the targets that record for the polls.
-            # 1 s is the writer's batching delay (0.25 s) and a batch, with room.
-            time.sleep(1.0)
+            # The writer's batching delay, then a batch, with room.
+            time.sleep(LINGER + 0.75)
             deadline = time.monotonic() + 60
             while _metric(port, "promptcast_run_records_queued") > 0:
                 if time.monotonic() > deadline:

@@ -15,6 +15,8 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
+from .connections import close_fully
+
 
 class ForwardProxy:
     """`url` is what `HTTP_PROXY` should be; `seen` lists the targets it forwarded."""
@@ -50,7 +52,7 @@ class ForwardProxy:
             # here, so that no transport outlives the loop that owns it.
             await asyncio.gather(*handlers, return_exceptions=True)
 
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
@@ -100,15 +102,8 @@ class ForwardProxy:
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             pass
         finally:
-            for side in (writer, upstream):
-                if side is not None:
-                    side.close()
-            for side in (writer, upstream):
-                if side is not None:
-                    try:
-                        await asyncio.wait_for(side.wait_closed(), 5)
-                    except (TimeoutError, OSError):
-                        side.transport.abort()
+            await asyncio.gather(*(close_fully(side) for side in (writer, upstream)
+                                   if side is not None))
 
 
 async def _pipe_both(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter,

@@ -16,6 +16,8 @@ import pytest
 from promptcast.wire.http_client import BodyIncomplete, ConnectFailed, HTTPClient
 from promptcast.wire.http_connection import _HIGH_WATER
 
+from .connections import close_fully
+
 pytestmark = pytest.mark.anyio
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -65,19 +67,6 @@ async def raw_server(handler: Handler, tls: ssl.SSLContext | None = None
     for task in list(serving):
         task.cancel()
     await asyncio.gather(*serving, return_exceptions=True)
-
-
-async def close_fully(writer: asyncio.StreamWriter) -> None:
-    """Close `writer`'s connection and wait until it is closed (5 s at most, then abort).
-
-    A transport left closing when its loop ends is found later by the garbage
-    collector, as a ResourceWarning that fails whichever test runs then.
-    """
-    writer.close()
-    try:
-        await asyncio.wait_for(writer.wait_closed(), 5)
-    except (TimeoutError, OSError):
-        writer.transport.abort()
 
 
 async def body_of(client: HTTPClient, url: str) -> tuple[int, bytes]:
